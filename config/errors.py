@@ -1,0 +1,87 @@
+"""One error shape for every 4xx and 5xx: {"error": {"code", "message", "fields"}}."""
+
+from typing import Any
+
+import structlog
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = structlog.get_logger(__name__)
+
+
+def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def flatten_field_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into {"cart.items.0.price": ["..."]}."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = prefix if key == "non_field_errors" and prefix else key
+            path = f"{prefix}.{name}" if prefix and name != prefix else str(name)
+            flat.update(flatten_field_errors(value, path))
+        return flat
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return {prefix or "non_field_errors": [str(item) for item in detail]}
+        flat = {}
+        for index, item in enumerate(detail):
+            if item:
+                flat.update(
+                    flatten_field_errors(item, f"{prefix}.{index}" if prefix else str(index))
+                )
+        return flat
+    return {prefix or "non_field_errors": [str(detail)]}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, exceptions.ValidationError):
+        fields = flatten_field_errors(exc.detail)
+        first = next(iter(fields.items()), ("", ["Invalid input."]))
+        message = f"{first[0]}: {first[1][0]}" if first[0] else first[1][0]
+        return Response(error_body("invalid", message, fields), status=status.HTTP_400_BAD_REQUEST)
+
+    if isinstance(exc, exceptions.APIException):
+        response = exception_handler(exc, context)
+        assert response is not None
+        code = exc.get_codes()
+        code_name = code if isinstance(code, str) else exc.default_code
+        if isinstance(exc, exceptions.ParseError):
+            code_name = "malformed_request"
+        response.data = error_body(str(code_name), str(exc.detail))
+        return response
+
+    logger.error("unhandled_api_error", view=type(context.get("view")).__name__, exc_info=exc)
+    return Response(
+        error_body("internal_error", "An unexpected error occurred; it has been logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def _json_error(status_code: int, code: str, message: str) -> HttpResponse:
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _json_error(400, "bad_request", "The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _json_error(403, "permission_denied", "You do not have permission to do this.")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _json_error(404, "not_found", f"Nothing at {request.path}.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _json_error(500, "internal_error", "An unexpected error occurred; it has been logged.")

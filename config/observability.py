@@ -1,0 +1,88 @@
+"""Request ids, health checks and the Prometheus endpoint."""
+
+from collections.abc import Callable
+
+import redis
+import structlog
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestIdHeaderMiddleware:
+    """Return the request id django-structlog bound for this request, so a caller
+    can quote it when reporting a problem."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if request_id:
+            response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+def liveness(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_redis() -> None:
+    if settings.EMBEDDED:
+        return
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _check_broker() -> None:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    from config.celery import app
+
+    with app.connection_for_write() as broker:
+        broker.ensure_connection(max_retries=1, timeout=2)
+
+
+READINESS_CHECKS: dict[str, Callable[[], None]] = {
+    "postgres" if not settings.EMBEDDED else "database": _check_database,
+    "redis": _check_redis,
+    "celery_broker": _check_broker,
+}
+
+
+def readiness(request: HttpRequest) -> HttpResponse:
+    results: dict[str, str] = {}
+    failing: list[str] = []
+    for name, check in READINESS_CHECKS.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:
+            logger.warning("readiness_check_failed", dependency=name, error=str(exc))
+            results[name] = f"error: {exc}"
+            failing.append(name)
+    if failing:
+        body = {
+            "status": "unavailable",
+            "checks": results,
+            "error": {
+                "code": "dependency_unavailable",
+                "message": f"Not ready: {', '.join(failing)} unreachable.",
+                "fields": {name: [results[name]] for name in failing},
+            },
+        }
+        return JsonResponse(body, status=503)
+    return JsonResponse({"status": "ok", "checks": results})

@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.urls import include, path
+from django_prometheus.exports import ExportToDjangoView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from config import observability
+from stores.api.views import ShopperViewSet, StoreViewSet
+
+router = DefaultRouter()
+# Services call /api/v1/interventions and /api/v1/interventions/ alike; neither redirects.
+router.trailing_slash = "/?"
+router.include_root_view = False
+router.register("stores", StoreViewSet, basename="store")
+router.register("shoppers", ShopperViewSet, basename="shopper")
+
+urlpatterns = [
+    path("health", observability.liveness, name="health"),
+    path("health/ready", observability.readiness, name="health-ready"),
+    path("metrics", ExportToDjangoView, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include(router.urls)),
+]
+
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"

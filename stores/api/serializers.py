@@ -1,0 +1,74 @@
+from rest_framework import serializers
+
+from config.api import StrictModelSerializer
+from stores.models import CHANNELS, Shopper, Store
+
+
+class ChannelListField(serializers.ListField):
+    child = serializers.ChoiceField(choices=CHANNELS)
+
+
+class StoreSerializer(StrictModelSerializer):
+    allowed_origins = serializers.ListField(child=serializers.URLField(), required=False)
+    fallback_chain = ChannelListField(required=False)
+    channel_caps_per_day = serializers.DictField(
+        child=serializers.IntegerField(min_value=0), required=False
+    )
+
+    class Meta:
+        model = Store
+        fields = [
+            "id",
+            "name",
+            "timezone",
+            "allowed_origins",
+            "probability_threshold",
+            "quiet_hours_start",
+            "quiet_hours_end",
+            "frequency_cap_per_hour",
+            "channel_caps_per_day",
+            "fallback_chain",
+            "max_websocket_connections",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"probability_threshold": {"min_value": 0.0, "max_value": 1.0}}
+
+    def validate_channel_caps_per_day(self, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(CHANNELS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown channels: {', '.join(unknown)}.")
+        return value
+
+
+class ShopperSerializer(StrictModelSerializer):
+    user_id = serializers.CharField(source="external_id", max_length=200)
+    channel_preferences = ChannelListField(required=False)
+    opted_out_channels = ChannelListField(required=False)
+
+    class Meta:
+        model = Shopper
+        fields = [
+            "id",
+            "user_id",
+            "email",
+            "phone",
+            "first_name",
+            "locale",
+            "timezone",
+            "segment",
+            "channel_preferences",
+            "opted_out_channels",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_user_id(self, value: str) -> str:
+        store = self.context["view"].store
+        existing = Shopper.objects.filter(store=store, external_id=value)
+        if self.instance is not None:
+            existing = existing.exclude(pk=self.instance.pk)
+        if existing.exists():
+            raise serializers.ValidationError("A shopper with this user_id already exists.")
+        return value

@@ -1,0 +1,63 @@
+"""`Authorization: Api-Key <key>`: the key names the store every request acts for."""
+
+from typing import Any
+
+import structlog
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from stores.models import Store, StoreApiKey
+
+logger = structlog.get_logger(__name__)
+
+KEYWORD = "Api-Key"
+
+
+class StoreClient:
+    """The authenticated caller: a service acting for one store."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: StoreApiKey):
+        self.api_key = api_key
+        self.store: Store = api_key.store
+
+    def __str__(self) -> str:
+        return f"store:{self.store.pk}"
+
+
+class StoreApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[StoreClient, StoreApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, key = header.partition(" ")
+        if scheme != KEYWORD or not key.strip():
+            raise exceptions.AuthenticationFailed(
+                f"Send the key as 'Authorization: {KEYWORD} <key>'."
+            )
+        try:
+            api_key = StoreApiKey.objects.get_from_key(key.strip())
+        except StoreApiKey.DoesNotExist:
+            logger.info("api_key_rejected", prefix=key.strip().partition(".")[0][:8])
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.") from None
+        assert isinstance(api_key, StoreApiKey)
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        return StoreClient(api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return KEYWORD
+
+
+class IsStoreClient(permissions.BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, StoreClient)
+
+
+def store_of(request: Request) -> Store:
+    client = request.user
+    if not isinstance(client, StoreClient):
+        raise exceptions.NotAuthenticated()
+    return client.store

@@ -1,0 +1,47 @@
+import json
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from stores.actions import do_issue_api_key, do_revoke_api_keys
+from stores.models import Store
+
+DEMO_STORE_NAME = "Demo Store"
+DEMO_KEY_NAME = "demo"
+
+
+class Command(BaseCommand):
+    help = (
+        "Idempotently create the demo store, a fresh demo API key (older demo keys are "
+        "revoked, since keys are stored hashed and cannot be shown again) and an admin user."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        store, _ = Store.objects.get_or_create(
+            name=DEMO_STORE_NAME,
+            defaults={
+                "timezone": "UTC",
+                "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
+            },
+        )
+        do_revoke_api_keys(store, DEMO_KEY_NAME)
+        key = do_issue_api_key(store, DEMO_KEY_NAME)
+
+        username = os.environ.get("DEMO_ADMIN_USER", "admin")
+        password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin")
+        user_model = get_user_model()
+        if not user_model.objects.filter(username=username).exists():
+            user_model.objects.create_superuser(username=username, email="", password=password)
+
+        self.stdout.write(
+            json.dumps(
+                {
+                    "store_id": str(store.pk),
+                    "api_key": key,
+                    "admin_user": username,
+                    "admin_password": password,
+                }
+            )
+        )

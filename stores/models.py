@@ -1,0 +1,104 @@
+"""Stores (the tenants), their API keys, and their shoppers.
+
+Every other store-owned row carries a ``store`` foreign key; the API reaches rows
+only through the authenticated store (``stores.api.StoreScopedMixin``).
+"""
+
+import uuid
+import zoneinfo
+from datetime import time
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
+
+CHANNELS = ("websocket", "email", "sms", "push")
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. 'Europe/Paris').")
+
+
+def default_fallback_chain() -> list[str]:
+    return ["websocket", "push", "email", "sms"]
+
+
+def default_channel_caps() -> dict[str, int]:
+    # At most this many interventions per shopper per channel per day.
+    return {"email": 3, "sms": 1, "push": 3, "websocket": 10}
+
+
+class Store(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Storefront origins allowed to open WebSocket connections, e.g. https://shop.example.",
+    )
+    probability_threshold = models.FloatField(
+        default=0.3,
+        help_text="Intervene when the predicted probability of conversion is below this.",
+    )
+    quiet_hours_start = models.TimeField(null=True, blank=True, default=time(21, 0))
+    quiet_hours_end = models.TimeField(null=True, blank=True, default=time(8, 0))
+    frequency_cap_per_hour = models.PositiveIntegerField(
+        default=1, help_text="At most this many interventions per shopper per hour, all channels."
+    )
+    channel_caps_per_day = models.JSONField(default=default_channel_caps, blank=True)
+    fallback_chain = models.JSONField(
+        default=default_fallback_chain,
+        blank=True,
+        help_text="Channel order for 'auto' and for falling back after a permanent failure.",
+    )
+    max_websocket_connections = models.PositiveIntegerField(default=10_000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StoreApiKey(AbstractAPIKey):
+    """Hashed (only the prefix is stored in clear), revocable, one store's."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="api_keys")
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+        ordering = ("-created",)
+
+
+class Shopper(models.Model):
+    """A store's customer, known by the store's own user id."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="shoppers")
+    external_id = models.CharField(max_length=200, help_text="The store's user id.")
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    locale = models.CharField(max_length=16, blank=True)
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
+    segment = models.CharField(max_length=64, blank=True)
+    channel_preferences = models.JSONField(
+        default=list, blank=True, help_text="Preferred channels, most preferred first."
+    )
+    opted_out_channels = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["store", "external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "external_id"], name="unique_shopper_per_store"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
