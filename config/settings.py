@@ -256,3 +256,13 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 APPEND_SLASH = False
+
+# --- Delivery -------------------------------------------------------------
+# Transport per channel: "log" (development default: log and record, send nothing)
+# or a dotted path to a notifications.transports class.
+NOTIFICATION_TRANSPORTS = {
+    "email": env("EMAIL_TRANSPORT", default="log"),
+    "sms": env("SMS_TRANSPORT", default="log"),
+    "push": env("PUSH_TRANSPORT", default="log"),
+    "websocket": env("WEBSOCKET_TRANSPORT", default="log"),
+}

@@ -1,0 +1,283 @@
+"""Carts, the events that describe them, and interventions with their one lifecycle.
+
+Lifecycle (docs/delivery.md):
+
+    pending ─▶ scheduled ─▶ queued ─▶ sending ─▶ sent ─▶ delivered
+       │           │          │          │        │
+       └───────────┴──────────┴──────────┴────────┴─▶ suppressed | cancelled | failed
+
+``transition()`` is the only way a status changes: it is a conditional UPDATE (the
+row moves only if it is still in an allowed source state, so two workers racing for
+the same row cannot both win) plus an ``InterventionEvent`` row recording it.
+"""
+
+import uuid
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from stores.models import Shopper, Store
+
+CHANNEL_CHOICES = [
+    ("websocket", "WebSocket"),
+    ("email", "Email"),
+    ("sms", "SMS"),
+    ("push", "Push"),
+]
+REQUESTED_CHANNEL_CHOICES = [*CHANNEL_CHOICES, ("auto", "Auto")]
+
+
+class EventType(models.TextChoices):
+    CART_ABANDONED = "cart_abandoned"
+    CART_UPDATED = "cart_updated"
+    CHECKOUT_COMPLETED = "checkout_completed"
+    PREDICTION = "prediction"
+
+
+class Cart(models.Model):
+    """The latest known state of a store's cart, folded from its events."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="carts")
+    external_id = models.CharField(max_length=200)
+    shopper = models.ForeignKey(Shopper, on_delete=models.SET_NULL, null=True, related_name="carts")
+    value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    items = models.JSONField(default=list, blank=True)
+    abandoned_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    conversion_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # The latest prediction for this cart.
+    probability = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    recommended_action = models.CharField(max_length=16, blank=True)
+    recommended_discount = models.DecimalField(
+        max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    model_version = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["store", "-updated_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "external_id"], name="unique_cart_per_store")
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def converted(self) -> bool:
+        return self.converted_at is not None
+
+
+class CartEvent(models.Model):
+    """An event exactly as accepted from another service."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="cart_events")
+    type = models.CharField(max_length=32, choices=EventType.choices)
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="events")
+    user_id = models.CharField(max_length=200)
+    payload = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["store", "type", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.cart_id}"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+# Allowed source states for each target state.
+ALLOWED_SOURCES: dict[str, frozenset[str]] = {
+    Status.SCHEDULED: frozenset({Status.PENDING, Status.QUEUED}),
+    Status.QUEUED: frozenset({Status.PENDING, Status.SCHEDULED, Status.SENDING, Status.FAILED}),
+    Status.SENDING: frozenset({Status.QUEUED}),
+    Status.SENT: frozenset({Status.SENDING}),
+    Status.DELIVERED: frozenset({Status.SENT}),
+    Status.SUPPRESSED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
+    Status.FAILED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING}),
+}
+UNSENT_STATUSES = frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED})
+FINAL_STATUSES = frozenset({Status.DELIVERED, Status.SUPPRESSED, Status.CANCELLED})
+
+
+class IllegalTransition(Exception):
+    def __init__(self, intervention_id: Any, current: str, target: str):
+        self.current = current
+        self.target = target
+        super().__init__(f"Intervention {intervention_id} cannot go from {current} to {target}.")
+
+
+class Intervention(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="interventions")
+    shopper = models.ForeignKey(Shopper, on_delete=models.CASCADE, related_name="interventions")
+    cart = models.ForeignKey(
+        Cart, on_delete=models.SET_NULL, null=True, blank=True, related_name="interventions"
+    )
+    campaign = models.ForeignKey(
+        "campaigns.Campaign",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="interventions",
+    )
+    origin = models.CharField(
+        max_length=16,
+        choices=[
+            ("trigger", "Explicit trigger"),
+            ("event", "Cart event"),
+            ("campaign", "Campaign"),
+        ],
+    )
+    requested_channel = models.CharField(max_length=16, choices=REQUESTED_CHANNEL_CHOICES)
+    channel = models.CharField(max_length=16, choices=CHANNEL_CHOICES)
+    # Channels still to try, in order, if this one fails permanently.
+    fallback_channels = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    decision = models.JSONField(default=dict, blank=True)
+    template_key = models.CharField(max_length=100, blank=True)
+    template_version = models.ForeignKey(
+        "message_templates.TemplateVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="interventions",
+    )
+    personalization = models.JSONField(default=dict, blank=True)
+    content = models.JSONField(default=dict, blank=True, help_text="Rendered message, per channel.")
+    send_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_idempotency_key_per_store",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "send_at"]),
+            models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["store", "shopper", "created_at"]),
+            models.Index(fields=["store", "status", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} intervention {self.pk} ({self.status})"
+
+
+class InterventionEvent(models.Model):
+    """One row per status change: the intervention's full history."""
+
+    intervention = models.ForeignKey(Intervention, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at handing the message to a transport."""
+
+    class Outcome(models.TextChoices):
+        STARTED = "started"
+        SUCCEEDED = "succeeded"
+        TRANSIENT_ERROR = "transient_error"
+        PERMANENT_ERROR = "permanent_error"
+
+    intervention = models.ForeignKey(
+        Intervention, on_delete=models.CASCADE, related_name="attempts_log"
+    )
+    channel = models.CharField(max_length=16, choices=CHANNEL_CHOICES)
+    transport = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.STARTED)
+    error = models.CharField(max_length=500, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} attempt {self.outcome}"
+
+
+def transition(
+    intervention: Intervention,
+    target: str,
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
+    **fields: Any,
+) -> None:
+    """Move ``intervention`` to ``target`` and record it, or raise IllegalTransition.
+
+    Optimistic: the UPDATE matches only while the row still has the status we read,
+    so of two workers racing for the same row exactly one wins, and the history row
+    names the true source state. A stale in-memory status is re-read once.
+    """
+    sources = ALLOWED_SOURCES[target]
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": target, "status_reason": reason[:500], "updated_at": now}
+    changes.update(fields)
+    expected = intervention.status
+    for _ in range(2):
+        if expected not in sources:
+            raise IllegalTransition(intervention.pk, expected, target)
+        with transaction.atomic():
+            updated = Intervention.objects.filter(pk=intervention.pk, status=expected).update(
+                **changes
+            )
+            if updated:
+                InterventionEvent.objects.create(
+                    intervention=intervention,
+                    from_status=expected,
+                    to_status=target,
+                    reason=reason[:500],
+                    detail=detail or {},
+                    at=now,
+                )
+                for name, value in changes.items():
+                    setattr(intervention, name, value)
+                return
+        current = Intervention.objects.filter(pk=intervention.pk).values_list("status", flat=True)
+        expected = current.first() or "missing"
+        intervention.status = expected
+    raise IllegalTransition(intervention.pk, expected, target)

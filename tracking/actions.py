@@ -1,0 +1,39 @@
+"""Recording what shoppers and providers report about an intervention."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from django.utils import timezone
+
+from interventions.models import Intervention
+from tracking.models import TrackingEvent
+
+logger = structlog.get_logger(__name__)
+
+
+def do_record_tracking_event(
+    intervention: Intervention,
+    kind: str,
+    source: str,
+    occurred_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    revenue: Decimal | None = None,
+) -> TrackingEvent:
+    event = TrackingEvent.objects.create(
+        store_id=intervention.store_id,
+        intervention=intervention,
+        kind=kind,
+        source=source,
+        occurred_at=occurred_at or timezone.now(),
+        metadata=metadata or {},
+        revenue=revenue,
+    )
+    logger.info(
+        "tracking_event_recorded",
+        intervention_id=str(intervention.pk),
+        kind=kind,
+        source=source,
+    )
+    return event
