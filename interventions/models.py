@@ -112,7 +112,10 @@ ALLOWED_SOURCES: dict[str, frozenset[str]] = {
     Status.DELIVERED: frozenset({Status.SENT}),
     Status.SUPPRESSED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
-    Status.FAILED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING}),
+    # From sent too: a hard bounce or an undeliverable SMS is reported after the send.
+    Status.FAILED: frozenset(
+        {Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.SENT}
+    ),
 }
 UNSENT_STATUSES = frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED})
 FINAL_STATUSES = frozenset({Status.DELIVERED, Status.SUPPRESSED, Status.CANCELLED})
