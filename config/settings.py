@@ -162,7 +162,27 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 5,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "release-due-interventions": {
+        "task": "interventions.tasks.release_due_interventions",
+        "schedule": env.float("SCHEDULER_INTERVAL_SECONDS", default=5.0),
+        "options": {"queue": "scheduled", "expires": 30},
+    },
+    "sweep-stuck-interventions": {
+        "task": "interventions.tasks.sweep_stuck_interventions",
+        "schedule": env.float("SWEEPER_INTERVAL_SECONDS", default=60.0),
+        "options": {"queue": "scheduled", "expires": 120},
+    },
+}
+# A broker that is down must not hold an API request for long: the row is already
+# committed and the sweeper re-dispatches it.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -257,6 +277,17 @@ SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 APPEND_SLASH = False
 
+# --- Pipeline -------------------------------------------------------------
+DELIVERY_MAX_RETRIES = env.int("DELIVERY_MAX_RETRIES", default=6)
+DELIVERY_RETRY_BASE_DELAY = env.float("DELIVERY_RETRY_BASE_DELAY", default=2.0)
+# Kept well under CELERY_VISIBILITY_TIMEOUT and SWEEP_QUEUED_AFTER_SECONDS.
+DELIVERY_RETRY_MAX_DELAY = env.float("DELIVERY_RETRY_MAX_DELAY", default=300.0)
+DELIVERY_SOFT_TIME_LIMIT = env.int("DELIVERY_SOFT_TIME_LIMIT", default=30)
+SWEEP_QUEUED_AFTER_SECONDS = env.float("SWEEP_QUEUED_AFTER_SECONDS", default=600.0)
+SWEEP_SENDING_AFTER_SECONDS = env.float("SWEEP_SENDING_AFTER_SECONDS", default=120.0)
+ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
+INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
+
 # --- Delivery -------------------------------------------------------------
 # Transport per channel: "log" (development default: log and record, send nothing)
 # or a dotted path to a notifications.transports class.
@@ -265,4 +296,64 @@ NOTIFICATION_TRANSPORTS = {
     "sms": env("SMS_TRANSPORT", default="log"),
     "push": env("PUSH_TRANSPORT", default="log"),
     "websocket": env("WEBSOCKET_TRANSPORT", default="log"),
+}
+
+# --- Real-time WebSocket delivery (docs/websocket-protocol.md) ---------------
+WS_HEARTBEAT_SECONDS = env.float("WS_HEARTBEAT_SECONDS", default=25.0)
+WS_IDLE_TIMEOUT_SECONDS = env.float("WS_IDLE_TIMEOUT_SECONDS", default=75.0)
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4096)
+# Seconds of a room's frames kept in its Redis Stream for `resume` after a reconnect.
+WS_REPLAY_WINDOW = env.int("WS_REPLAY_WINDOW", default=3600)
+WS_TOKEN_DEFAULT_TTL_SECONDS = env.int("WS_TOKEN_DEFAULT_TTL_SECONDS", default=900)
+WS_TOKEN_MAX_TTL_SECONDS = env.int("WS_TOKEN_MAX_TTL_SECONDS", default=86400)
+# Freeze start-up objects out of the GC and collect less often (docs/benchmarks.md).
+WS_GC_FREEZE = env.bool("WS_GC_FREEZE", default=True)
+WS_GC_THRESHOLDS = (50_000, 50, 100)
+# The demo storefront page and its "simulate abandoned cart" endpoint (`make run` only).
+DEMO_STOREFRONT_ENABLED = env.bool("DEMO_STOREFRONT_ENABLED", default=False)
+
+# --- Notification providers (docs/notifications.md) ------------------------
+# EMAIL_TRANSPORT / SMS_TRANSPORT / PUSH_TRANSPORT above pick "log" (default) or the
+# real adapter: "anymail", "twilio", "fcm". A real one without its credentials is a
+# system check error (`manage.py check`), not a crash at import.
+EMAIL_ESP = env("EMAIL_ESP", default="sendgrid")  # sendgrid | amazon_ses | mailgun | postmark
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    default={
+        "sendgrid": "anymail.backends.sendgrid.EmailBackend",
+        "amazon_ses": "anymail.backends.amazon_ses.EmailBackend",
+        "mailgun": "anymail.backends.mailgun.EmailBackend",
+        "postmark": "anymail.backends.postmark.EmailBackend",
+    }.get(EMAIL_ESP, "django.core.mail.backends.console.EmailBackend"),
+)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Cart reminders <reminders@example.com>")
+ANYMAIL = {
+    "SENDGRID_API_KEY": env("SENDGRID_API_KEY", default=""),
+    "MAILGUN_API_KEY": env("MAILGUN_API_KEY", default=""),
+    "MAILGUN_SENDER_DOMAIN": env("MAILGUN_SENDER_DOMAIN", default=""),
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "POSTMARK_SERVER_TOKEN": env("POSTMARK_SERVER_TOKEN", default=""),
+    # SES takes boto3's usual AWS_* environment variables.
+    "AMAZON_SES_CLIENT_PARAMS": {"region_name": env("AWS_REGION", default="us-east-1")},
+    # "user:password" the ESP's webhook URL carries (basic auth), as anymail documents.
+    "WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", default=""),
+    # (connect, read) seconds for every ESP API call.
+    "REQUESTS_TIMEOUT": (3.05, env.float("EMAIL_SEND_TIMEOUT", default=10.0)),
+}
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=10.0)
+SMS_MAX_SEGMENTS = env.int("SMS_MAX_SEGMENTS", default=3)
+SMS_HELP_TEXT = env(
+    "SMS_HELP_TEXT", default="Cart reminders. Reply STOP to unsubscribe, START to resubscribe."
+)
+FCM_CREDENTIALS_FILE = env("FCM_CREDENTIALS_FILE", default="")
+FCM_TIMEOUT = env.float("FCM_TIMEOUT", default=10.0)
+# Sends per second per channel, shared by all workers through Redis; 0 turns a limit off.
+NOTIFICATION_RATE_LIMITS = {
+    "email": env.int("EMAIL_RATE_LIMIT", default=100),
+    "sms": env.int("SMS_RATE_LIMIT", default=10),
+    "push": env.int("PUSH_RATE_LIMIT", default=500),
 }

@@ -4,7 +4,9 @@ from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from campaigns.api import CampaignViewSet
 from config import observability
+from interventions.api.views import EventView, InterventionViewSet
 from stores.api.views import ShopperViewSet, StoreViewSet
 
 router = DefaultRouter()
@@ -13,6 +15,8 @@ router.trailing_slash = "/?"
 router.include_root_view = False
 router.register("stores", StoreViewSet, basename="store")
 router.register("shoppers", ShopperViewSet, basename="shopper")
+router.register("interventions", InterventionViewSet, basename="intervention")
+router.register("campaigns", CampaignViewSet, basename="campaign")
 
 urlpatterns = [
     path("health", observability.liveness, name="health"),
@@ -21,6 +25,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/events", EventView.as_view(), name="events"),
     path("api/v1/", include(router.urls)),
 ]
 

@@ -1,29 +1,909 @@
-"""Intervention operations (docs/delivery.md). Being written: signatures are the contract."""
+"""Intervention operations: intake, decision, delivery, lifecycle (docs/delivery.md).
 
-from datetime import datetime
+``do_*`` change the database (and say so in the history); ``check_*`` validate first;
+``access_*`` fetch through the store. Views, tasks, consumers and webhooks call these
+and nothing below them.
+
+Delivery is "exactly once in effect": every send is a row before it is a network call,
+a task claims the row with a conditional update (queued → sending) so a repeated task
+is a no-op, and a row left in ``sending`` by a dead worker is never re-sent on a
+channel where that could reach the shopper twice (see ``do_sweep_stuck``).
+"""
+
+import hashlib
+import json
+import random
+import time as monotonic_time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from interventions.models import CartEvent, Intervention
-from stores.models import Store
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from interventions import decisions, metrics
+from interventions.models import (
+    UNSENT_STATUSES,
+    Cart,
+    CartEvent,
+    DeliveryAttempt,
+    EventType,
+    IllegalTransition,
+    Intervention,
+    InterventionEvent,
+    Status,
+    transition,
+)
+from interventions.realtime.registry import is_connected
+from notifications.models import Suppression
+from notifications.recipients import address_for
+from notifications.transports.base import OutboundMessage, TransportError, get_transport
+from stores.actions import do_upsert_shopper
+from stores.models import Shopper, Store
+from templates.context import build_context
+from templates.rendering import render_message
+
+logger = structlog.get_logger(__name__)
+
+CHANNEL_ADDRESS_FIELDS = {"email": "email", "sms": "phone"}
 
 
-def do_accept_event(store: Store, event: dict[str, Any]) -> CartEvent:
-    """Store a validated event (the body of POST /api/v1/events) and act on it."""
-    raise NotImplementedError
+class InterventionConflict(Exception):
+    """The request cannot apply to the intervention in its current state (HTTP 409)."""
+
+
+class TransientDeliveryError(Exception):
+    """The transport failed in a way worth retrying; the intervention is back in queued."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# --- Facts for the decision engine ----------------------------------------
+
+
+def store_rules(store: Store) -> decisions.StoreRules:
+    return decisions.StoreRules(
+        timezone=store.timezone,
+        probability_threshold=store.probability_threshold,
+        quiet_hours_start=store.quiet_hours_start,
+        quiet_hours_end=store.quiet_hours_end,
+        frequency_cap_per_hour=store.frequency_cap_per_hour,
+        channel_caps_per_day=store.channel_caps_per_day or {},
+        fallback_chain=tuple(store.fallback_chain or ()),
+    )
+
+
+def shopper_facts(shopper: Shopper) -> decisions.ShopperFacts:
+    reachable = {"websocket"}
+    addresses: dict[str, str] = {}
+    for channel in ("email", "sms", "push"):
+        address = address_for(shopper, channel)
+        if address:
+            reachable.add(channel)
+            if isinstance(address, str):
+                addresses[channel] = address
+    suppressed: set[str] = set()
+    if addresses:
+        rows = Suppression.objects.filter(
+            store_id=shopper.store_id,
+            channel__in=list(addresses),
+            address__in=list(addresses.values()),
+        ).values_list("channel", "address")
+        suppressed = {channel for channel, address in rows if addresses.get(channel) == address}
+    return decisions.ShopperFacts(
+        timezone=shopper.timezone,
+        segment=shopper.segment,
+        channel_preferences=tuple(shopper.channel_preferences or ()),
+        opted_out_channels=frozenset(shopper.opted_out_channels or ()),
+        suppressed_channels=frozenset(suppressed),
+        reachable_channels=frozenset(reachable),
+        connected=is_connected(str(shopper.store_id), shopper.external_id),
+    )
+
+
+def cart_facts(cart: Cart | None) -> decisions.CartFacts:
+    if cart is None:
+        return decisions.CartFacts()
+    return decisions.CartFacts(
+        value=cart.value,
+        converted=cart.converted,
+        probability=cart.probability,
+        recommended_action=cart.recommended_action,
+        recommended_discount=cart.recommended_discount,
+    )
+
+
+def recent_history(shopper: Shopper, now: datetime) -> list[decisions.PastIntervention]:
+    rows = Intervention.objects.filter(
+        shopper=shopper, created_at__gt=now - timedelta(days=1)
+    ).values_list("channel", "status", "created_at", "sent_at")
+    return [
+        decisions.PastIntervention(channel, status, sent_at or created_at)
+        for channel, status, created_at, sent_at in rows
+    ]
+
+
+def campaign_rule(campaign: Campaign) -> decisions.CampaignRule:
+    return decisions.CampaignRule(
+        id=campaign.pk,
+        name=campaign.name,
+        trigger=campaign.trigger,
+        channel=campaign.channel,
+        delay_minutes=campaign.delay_minutes,
+        template_key=campaign.template_key,
+        priority=campaign.priority,
+        min_cart_value=campaign.min_cart_value,
+        max_cart_value=campaign.max_cart_value,
+        segments=tuple(campaign.segments or ()),
+        min_probability=campaign.min_probability,
+        max_probability=campaign.max_probability,
+        discount_percent=campaign.discount_percent,
+    )
+
+
+# --- Creating interventions ------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What an event or trigger led to, for the API response."""
+
+    intervention: Intervention | None = None
+    created: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+
+def _discount_for(cart: Cart | None, campaign: Campaign | None) -> dict[str, Any] | None:
+    if campaign is not None and campaign.discount_percent is not None:
+        return {"percent": str(campaign.discount_percent), "source": "campaign"}
+    if cart is not None and cart.recommended_discount is not None:
+        return {"percent": str(cart.recommended_discount), "source": "prediction"}
+    return None
+
+
+def _render(
+    store: Store,
+    shopper: Shopper,
+    cart: Cart | None,
+    channel: str,
+    template_key: str,
+    personalization: dict[str, Any],
+    discount: dict[str, Any] | None,
+) -> tuple[Any, dict[str, Any]]:
+    context = build_context(
+        store=store, shopper=shopper, cart=cart, personalization=personalization, discount=discount
+    )
+    return render_message(store.pk, template_key, channel, context, shopper.locale)
+
+
+def _create_decided(
+    *,
+    store: Store,
+    shopper: Shopper,
+    cart: Cart | None,
+    request: decisions.Request,
+    origin: str,
+    campaign: Campaign | None = None,
+    personalization: dict[str, Any] | None = None,
+    idempotency_key: str = "",
+    fingerprint: str = "",
+    extra_reasons: Iterable[str] = (),
+) -> Intervention:
+    """Decide, render and store one intervention; dispatch it once the transaction commits."""
+    started = monotonic_time.perf_counter()
+    now = timezone.now()
+    # Serialises decisions for one shopper, so two simultaneous events cannot both
+    # slip under the frequency cap.
+    Shopper.objects.select_for_update().filter(pk=shopper.pk).exists()
+    decision = decisions.decide(
+        request,
+        shopper_facts(shopper),
+        cart_facts(cart),
+        store_rules(store),
+        recent_history(shopper, now),
+        now,
+    )
+    metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
+    reasons = [*extra_reasons, *decision.reasons]
+    personalization = personalization or {}
+    discount = _discount_for(cart, campaign)
+    status = decision.status
+    version: Any = None
+    content: dict[str, Any] = {}
+    if decision.intervene and decision.channel:
+        from templates.rendering import RenderError
+
+        try:
+            version, content = _render(
+                store,
+                shopper,
+                cart,
+                decision.channel,
+                request.template_key,
+                personalization,
+                discount,
+            )
+        except RenderError as exc:
+            status = Status.FAILED
+            reasons.append(f"failed: template could not be rendered: {exc}")
+
+    intervention = Intervention.objects.create(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        campaign=campaign,
+        origin=origin,
+        requested_channel=request.channel,
+        channel=decision.channel or (request.channel if request.channel != "auto" else ""),
+        fallback_channels=list(decision.fallback_channels),
+        status=status,
+        status_reason=reasons[-1][:500] if reasons else "",
+        decision={**decision.as_dict(), "reasons": reasons, "discount": discount},
+        template_key=request.template_key,
+        template_version=version,
+        personalization=personalization,
+        content=content,
+        send_at=decision.send_at,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        queued_at=now if status == Status.QUEUED else None,
+    )
+    InterventionEvent.objects.create(
+        intervention=intervention,
+        from_status="",
+        to_status=status,
+        reason=intervention.status_reason,
+        detail={"reasons": reasons},
+        at=now,
+    )
+    metrics.INTERVENTIONS_DECIDED.labels(
+        status=status, channel=intervention.channel or "none"
+    ).inc()
+    logger.info(
+        "intervention_decided",
+        intervention_id=str(intervention.pk),
+        store_id=str(store.pk),
+        status=status,
+        channel=intervention.channel,
+        reasons=reasons,
+    )
+    if status == Status.QUEUED:
+        transaction.on_commit(lambda: dispatch(intervention.pk, intervention.channel))
+    return intervention
+
+
+def request_fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def check_trigger_intervention(
     store: Store, trigger: dict[str, Any], idempotency_key: str = ""
 ) -> tuple[Intervention, bool]:
-    """Explicit trigger (the body of POST /api/v1/interventions); returns (intervention, created)."""
-    raise NotImplementedError
+    """An explicit trigger: the caller decided to intervene (POST /api/v1/interventions).
+
+    With an ``idempotency_key`` a repeat returns the first intervention (created=False);
+    the same key with a different body is a conflict, never a second intervention.
+    """
+    fingerprint = request_fingerprint(trigger) if idempotency_key else ""
+    if idempotency_key:
+        existing = Intervention.objects.filter(store=store, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_replay(existing, fingerprint), False
+    try:
+        with transaction.atomic():
+            intervention = _trigger(store, trigger, idempotency_key, fingerprint)
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer with its result.
+        existing = Intervention.objects.filter(store=store, idempotency_key=idempotency_key).first()
+        if not idempotency_key or existing is None:
+            raise
+        return _idempotent_replay(existing, fingerprint), False
+    return intervention, True
+
+
+def _idempotent_replay(existing: Intervention, fingerprint: str) -> Intervention:
+    if existing.request_fingerprint and existing.request_fingerprint != fingerprint:
+        raise InterventionConflict(
+            "This Idempotency-Key was already used with a different request body."
+        )
+    metrics.IDEMPOTENT_REPLAYS.inc()
+    return existing
+
+
+def _trigger(
+    store: Store, trigger: dict[str, Any], idempotency_key: str, fingerprint: str
+) -> Intervention:
+    shopper = do_upsert_shopper(store, trigger["user_id"], trigger.get("user"))
+    cart = None
+    if trigger.get("cart_id"):
+        cart = _fold_cart(store, shopper, trigger["cart_id"], trigger.get("cart"), None)
+    request = decisions.Request(
+        channel=trigger.get("channel", "auto"),
+        explicit=True,
+        template_key=trigger.get("template", ""),
+        send_at=trigger.get("scheduled_at"),
+    )
+    return _create_decided(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        request=request,
+        origin="trigger",
+        personalization=trigger.get("personalization") or {},
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+
+
+def check_trigger_batch(store: Store, triggers: list[dict[str, Any]]) -> list[Outcome | Exception]:
+    """Each trigger on its own: one bad item does not sink the others."""
+    results: list[Outcome | Exception] = []
+    for trigger in triggers:
+        key = trigger.pop("idempotency_key", "") or ""
+        try:
+            intervention, created = check_trigger_intervention(store, trigger, key)
+        except (InterventionConflict, IntegrityError, ValueError) as exc:
+            results.append(exc)
+        else:
+            results.append(Outcome(intervention, created))
+    return results
+
+
+# --- Events ---------------------------------------------------------------
+
+
+def _fold_cart(
+    store: Store,
+    shopper: Shopper,
+    cart_id: str,
+    cart_data: dict[str, Any] | None,
+    prediction: dict[str, Any] | None,
+) -> Cart:
+    cart, _ = Cart.objects.get_or_create(
+        store=store, external_id=cart_id, defaults={"shopper": shopper}
+    )
+    changed: list[str] = []
+    if cart.shopper_id != shopper.pk:
+        cart.shopper = shopper
+        changed.append("shopper")
+    for field_name in ("value", "currency", "items"):
+        if cart_data and field_name in cart_data:
+            setattr(cart, field_name, cart_data[field_name])
+            changed.append(field_name)
+    if prediction:
+        for field_name in (
+            "probability",
+            "confidence",
+            "recommended_action",
+            "recommended_discount",
+            "model_version",
+        ):
+            if field_name in prediction and prediction[field_name] is not None:
+                setattr(cart, field_name, prediction[field_name])
+                changed.append(field_name)
+    if changed:
+        cart.save(update_fields=[*changed, "updated_at"])
+    return cart
+
+
+EVENT_TRIGGERS = {
+    EventType.CART_ABANDONED: ("cart_abandoned", "time_based"),
+    EventType.PREDICTION: ("prediction_high",),
+}
+
+
+@dataclass
+class EventResult:
+    event: CartEvent
+    outcomes: list[Outcome]
+    reasons: list[str]
+
+
+@transaction.atomic
+def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
+    """Store a validated event (the body of POST /api/v1/events) and act on it."""
+    shopper = do_upsert_shopper(store, event["user_id"], event.get("user"))
+    cart = _fold_cart(store, shopper, event["cart_id"], event.get("cart"), event.get("prediction"))
+    occurred_at = event.get("occurred_at") or timezone.now()
+    cart_event = CartEvent.objects.create(
+        store=store,
+        type=event["type"],
+        cart=cart,
+        user_id=event["user_id"],
+        payload={k: v for k, v in event.items() if k not in ("type", "cart_id", "user_id")},
+        occurred_at=occurred_at,
+    )
+    metrics.EVENTS_ACCEPTED.labels(type=event["type"]).inc()
+    result = EventResult(cart_event, [], [])
+
+    if event["type"] == EventType.CHECKOUT_COMPLETED:
+        cancelled = do_convert_cart(cart, occurred_at, (event.get("cart") or {}).get("value"))
+        result.reasons.append(f"checkout completed: {cancelled} pending intervention(s) cancelled")
+        return result
+    if event["type"] == EventType.CART_ABANDONED and cart.abandoned_at is None:
+        cart.abandoned_at = occurred_at
+        cart.save(update_fields=["abandoned_at", "updated_at"])
+    triggers = EVENT_TRIGGERS.get(event["type"])
+    if not triggers:
+        result.reasons.append(f"{event['type']} updates the cart; it triggers nothing")
+        return result
+
+    campaigns = {c.pk: c for c in Campaign.objects.filter(store=store, is_active=True)}
+    facts = shopper_facts(shopper)
+    rule, reasons = decisions.choose_campaign(
+        [campaign_rule(c) for c in campaigns.values()], triggers, cart_facts(cart), facts
+    )
+    result.reasons.extend(reasons)
+    if rule is None:
+        logger.info("event_without_campaign", store_id=str(store.pk), reasons=reasons)
+        return result
+    campaign = campaigns[rule.id]
+    request = decisions.Request(
+        channel="auto" if rule.channel == "all" else rule.channel,
+        explicit=False,
+        template_key=rule.template_key,
+        delay_minutes=rule.delay_minutes,
+    )
+    intervention = _create_decided(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        request=request,
+        origin="campaign",
+        campaign=campaign,
+        extra_reasons=reasons,
+    )
+    result.outcomes.append(Outcome(intervention, True, list(intervention.decision["reasons"])))
+    return result
+
+
+def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:
+    """Checkout: the cart converted. Cancel what has not gone out; attribute what has."""
+    from tracking.actions import do_record_tracking_event
+
+    if cart.converted_at is None:
+        cart.converted_at = at
+        cart.conversion_value = Decimal(str(value)) if value is not None else cart.value
+        cart.save(update_fields=["converted_at", "conversion_value", "updated_at"])
+    cancelled = 0
+    for intervention in Intervention.objects.filter(cart=cart, status__in=UNSENT_STATUSES):
+        try:
+            transition(intervention, Status.CANCELLED, "cancelled: checkout completed")
+            cancelled += 1
+        except IllegalTransition:
+            continue  # a worker claimed it meanwhile; it goes out and may be attributed
+    window = timedelta(hours=settings.ATTRIBUTION_WINDOW_HOURS)
+    touched = (
+        Intervention.objects.filter(
+            cart=cart, status__in=[Status.SENT, Status.DELIVERED], sent_at__gte=at - window
+        )
+        .order_by("-sent_at")
+        .first()
+    )
+    if touched is not None and not touched.tracking_events.filter(kind="converted").exists():
+        do_record_tracking_event(
+            touched,
+            "converted",
+            source="checkout",
+            occurred_at=at,
+            revenue=cart.conversion_value,
+            metadata={
+                "attribution": "last_touch",
+                "window_hours": settings.ATTRIBUTION_WINDOW_HOURS,
+            },
+        )
+    return cancelled
+
+
+# --- Lifecycle operations from the API and admin --------------------------
+
+
+def do_cancel_intervention(intervention: Intervention, reason: str = "cancelled by API") -> None:
+    if intervention.status not in UNSENT_STATUSES:
+        raise InterventionConflict(f"Cannot cancel an intervention that is {intervention.status}.")
+    try:
+        transition(intervention, Status.CANCELLED, reason)
+    except IllegalTransition as exc:
+        raise InterventionConflict(str(exc)) from exc
+
+
+def do_update_unsent(intervention: Intervention, changes: dict[str, Any]) -> Intervention:
+    """Reschedule or edit content before the send (PATCH)."""
+    with transaction.atomic():
+        locked = Intervention.objects.select_for_update().get(pk=intervention.pk)
+        if locked.status not in (Status.PENDING, Status.SCHEDULED, Status.QUEUED):
+            raise InterventionConflict(f"Cannot change an intervention that is {locked.status}.")
+        fields = []
+        for name in ("content", "personalization", "expires_at"):
+            if name in changes:
+                setattr(locked, name, changes[name])
+                fields.append(name)
+        if fields:
+            locked.save(update_fields=[*fields, "updated_at"])
+        if "send_at" in changes:
+            send_at = max(changes["send_at"], timezone.now())
+            if locked.status == Status.QUEUED and send_at > timezone.now():
+                transition(locked, Status.SCHEDULED, "rescheduled by API", send_at=send_at)
+            elif locked.status == Status.SCHEDULED:
+                Intervention.objects.filter(pk=locked.pk).update(send_at=send_at)
+                InterventionEvent.objects.create(
+                    intervention=locked,
+                    from_status=locked.status,
+                    to_status=locked.status,
+                    reason=f"rescheduled by API to {send_at.isoformat()}",
+                )
+                locked.send_at = send_at
+    return locked
+
+
+def do_retry_failed(intervention: Intervention, reason: str = "retry requested") -> None:
+    if intervention.status != Status.FAILED:
+        raise InterventionConflict(
+            f"Only failed interventions can be retried, not {intervention.status}."
+        )
+    with transaction.atomic():
+        transition(
+            intervention, Status.QUEUED, reason, queued_at=timezone.now(), send_at=timezone.now()
+        )
+        transaction.on_commit(lambda: dispatch(intervention.pk, intervention.channel))
 
 
 def do_mark_delivered(intervention: Intervention, source: str, at: datetime | None = None) -> bool:
     """sent → delivered (a WebSocket ack, a provider's delivery report); False if not sent."""
-    raise NotImplementedError
+    from tracking.actions import do_record_tracking_event
+
+    at = at or timezone.now()
+    try:
+        with transaction.atomic():
+            transition(intervention, Status.DELIVERED, f"delivered ({source})", delivered_at=at)
+            do_record_tracking_event(intervention, "delivered", source=source, occurred_at=at)
+    except IllegalTransition:
+        return False
+    metrics.DELIVERED.labels(channel=intervention.channel).inc()
+    return True
 
 
 def do_fail_after_send(intervention: Intervention, reason: str, source: str) -> bool:
     """sent → failed (hard bounce, undeliverable SMS), then the next fallback channel."""
-    raise NotImplementedError
+    try:
+        transition(intervention, Status.FAILED, f"failed after send ({source}): {reason}")
+    except IllegalTransition:
+        return False
+    metrics.DELIVERY_FAILURES.labels(channel=intervention.channel, reason=reason[:40]).inc()
+    _fall_back(intervention)
+    return True
+
+
+# --- Delivery -------------------------------------------------------------
+
+
+def dispatch(intervention_id: Any, channel: str) -> None:
+    """Hand a queued intervention to its channel. Called after commit.
+
+    WebSocket is sent inline (a publish is ~1 ms; a Celery hop would add 5-10 ms and cap
+    throughput). Other channels go to their own Celery queue, so a slow provider cannot
+    hold up the rest. If the broker is down the row stays queued and the sweeper
+    re-dispatches it: the intervention is never lost with the message.
+    """
+    if channel == "websocket":
+        try:
+            do_deliver(intervention_id)
+        except TransientDeliveryError as exc:
+            logger.warning(
+                "websocket_publish_deferred", intervention_id=str(intervention_id), error=str(exc)
+            )
+        return
+    from interventions.tasks import deliver_intervention
+
+    try:
+        deliver_intervention.apply_async(args=(str(intervention_id),), queue=channel)
+    except Exception as exc:
+        metrics.ENQUEUE_FAILURES.labels(queue=channel).inc()
+        logger.error(
+            "enqueue_failed_sweeper_will_retry",
+            intervention_id=str(intervention_id),
+            queue=channel,
+            error=str(exc),
+        )
+
+
+def _block_at_send_time(intervention: Intervention) -> str:
+    """Opt-outs and suppressions can arrive after the decision: STOP wins over a queued SMS."""
+    shopper = intervention.shopper
+    if intervention.channel in (shopper.opted_out_channels or ()):
+        return f"{intervention.channel}: shopper opted out"
+    address = address_for(shopper, intervention.channel)
+    if not address:
+        return f"{intervention.channel}: no address known"
+    if (
+        isinstance(address, str)
+        and Suppression.objects.filter(
+            store_id=intervention.store_id, channel=intervention.channel, address=address
+        ).exists()
+    ):
+        return f"{intervention.channel}: address on the suppression list"
+    return ""
+
+
+def _message_for(intervention: Intervention) -> OutboundMessage:
+    cart = intervention.cart
+    recipient = address_for(intervention.shopper, intervention.channel)
+    assert recipient is not None
+    return OutboundMessage(
+        intervention_id=str(intervention.pk),
+        store_id=str(intervention.store_id),
+        channel=intervention.channel,
+        recipient=recipient,
+        content=intervention.content,
+        shopper_id=intervention.shopper.external_id,
+        metadata={
+            "user_id": intervention.shopper.external_id,
+            "kind": intervention.origin,
+            "cart": {
+                "id": cart.external_id,
+                "value": str(cart.value) if cart.value is not None else None,
+                "currency": cart.currency,
+                "items": cart.items,
+            }
+            if cart
+            else None,
+            "discount": intervention.decision.get("discount"),
+            "expires_at": intervention.expires_at.isoformat() if intervention.expires_at else None,
+            "template_version": intervention.template_version_id,
+        },
+    )
+
+
+def do_deliver(intervention_id: Any) -> str:
+    """Send one queued intervention through its channel's transport. Safe to repeat.
+
+    Returns what happened (for logs and tests): sent, skipped, suppressed, fell_back or
+    failed. Raises TransientDeliveryError after putting the row back to queued.
+    """
+    intervention = (
+        Intervention.objects.select_related("shopper", "cart", "store")
+        .filter(pk=intervention_id)
+        .first()
+    )
+    if intervention is None or intervention.status != Status.QUEUED:
+        return "skipped"
+    now = timezone.now()
+    if intervention.expires_at and intervention.expires_at <= now:
+        transition(intervention, Status.FAILED, "failed: expired before it could be sent")
+        return "failed"
+    blocked = _block_at_send_time(intervention)
+    if blocked:
+        if _fall_back(intervention, blocked):
+            return "fell_back"
+        transition(intervention, Status.SUPPRESSED, f"suppressed at send time: {blocked}")
+        return "suppressed"
+
+    transport = get_transport(intervention.channel)
+    try:
+        transition(
+            intervention, Status.SENDING, "claimed for sending", attempts=intervention.attempts + 1
+        )
+    except IllegalTransition:
+        return "skipped"  # another worker claimed it first
+    attempt = DeliveryAttempt.objects.create(
+        intervention=intervention, channel=intervention.channel, transport=transport.name
+    )
+    started = monotonic_time.perf_counter()
+    try:
+        provider_message_id = transport.send(_message_for(intervention))
+    except TransportError as exc:
+        return _handle_transport_error(intervention, attempt, exc)
+    finally:
+        metrics.SEND_SECONDS.labels(channel=intervention.channel).observe(
+            monotonic_time.perf_counter() - started
+        )
+    finished = timezone.now()
+    with transaction.atomic():
+        DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+            outcome=DeliveryAttempt.Outcome.SUCCEEDED,
+            provider_message_id=provider_message_id[:200],
+            finished_at=finished,
+        )
+        transition(
+            intervention,
+            Status.SENT,
+            f"sent via {transport.name}",
+            provider_message_id=provider_message_id[:200],
+            sent_at=finished,
+        )
+    metrics.DELIVERY_ATTEMPTS.labels(channel=intervention.channel, outcome="succeeded").inc()
+    return "sent"
+
+
+def _handle_transport_error(
+    intervention: Intervention, attempt: DeliveryAttempt, exc: TransportError
+) -> str:
+    outcome = (
+        DeliveryAttempt.Outcome.PERMANENT_ERROR
+        if exc.permanent
+        else DeliveryAttempt.Outcome.TRANSIENT_ERROR
+    )
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+        outcome=outcome, error=f"{exc.reason}: {exc}"[:500], finished_at=timezone.now()
+    )
+    metrics.DELIVERY_ATTEMPTS.labels(channel=intervention.channel, outcome=outcome).inc()
+    metrics.DELIVERY_FAILURES.labels(channel=intervention.channel, reason=exc.reason).inc()
+    logger.warning(
+        "delivery_attempt_failed",
+        intervention_id=str(intervention.pk),
+        channel=intervention.channel,
+        permanent=exc.permanent,
+        reason=exc.reason,
+        error=str(exc),
+    )
+    if exc.suppress_address:
+        address = address_for(intervention.shopper, intervention.channel)
+        if isinstance(address, str):
+            Suppression.objects.get_or_create(
+                store_id=intervention.store_id,
+                channel=intervention.channel,
+                address=address,
+                defaults={"reason": exc.reason},
+            )
+    if exc.permanent:
+        reason = f"{intervention.channel} failed permanently: {exc.reason}: {exc}"
+        if _fall_back(intervention, reason):
+            return "fell_back"
+        transition(intervention, Status.FAILED, f"failed: {reason}")
+        return "failed"
+    transition(intervention, Status.QUEUED, f"transient failure, will retry: {exc.reason}: {exc}")
+    raise TransientDeliveryError(str(exc), retry_after=exc.retry_after)
+
+
+def _fall_back(intervention: Intervention, reason: str = "") -> bool:
+    """Move to the next usable channel of the chain; False when none is left."""
+    shopper = intervention.shopper
+    facts = shopper_facts(shopper)
+    remaining = list(intervention.fallback_channels or [])
+    while remaining:
+        channel = remaining.pop(0)
+        if channel in facts.opted_out_channels or channel in facts.suppressed_channels:
+            continue
+        if channel not in facts.reachable_channels:
+            continue
+        _, content = _render(
+            intervention.store,
+            shopper,
+            intervention.cart,
+            channel,
+            intervention.template_key,
+            intervention.personalization,
+            intervention.decision.get("discount"),
+        )
+        note = f"{reason}; falling back to {channel}" if reason else f"falling back to {channel}"
+        transition(
+            intervention,
+            Status.QUEUED,
+            note,
+            channel=channel,
+            fallback_channels=remaining,
+            content=content,
+            queued_at=timezone.now(),
+        )
+        metrics.FALLBACKS.labels(to_channel=channel).inc()
+        transaction.on_commit(partial(dispatch, intervention.pk, channel))
+        return True
+    return False
+
+
+def do_give_up(intervention_id: Any, reason: str) -> None:
+    """Retries are exhausted: fail, or fall back to the next channel."""
+    intervention = Intervention.objects.select_related("shopper", "cart", "store").get(
+        pk=intervention_id
+    )
+    if intervention.status != Status.QUEUED:
+        return
+    note = f"{intervention.channel} gave up after {intervention.attempts} attempts: {reason}"
+    if not _fall_back(intervention, note):
+        transition(intervention, Status.FAILED, f"failed: {note}")
+
+
+def retry_delay(retries: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, or the provider's own delay when it gave one."""
+    if retry_after:
+        return min(retry_after, settings.DELIVERY_RETRY_MAX_DELAY)
+    ceiling = min(
+        settings.DELIVERY_RETRY_BASE_DELAY * 2**retries, settings.DELIVERY_RETRY_MAX_DELAY
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+# --- Periodic work --------------------------------------------------------
+
+
+def do_release_due(limit: int = 500) -> int:
+    """Scheduled interventions whose time has come go to their queue.
+
+    A database scan instead of Celery ETAs: with Redis as broker, a task whose ETA lies
+    beyond the visibility timeout is redelivered (and would run twice), and ETAs live
+    in worker memory. The row's ``send_at`` is the schedule; nothing is lost on restart.
+    """
+    now = timezone.now()
+    released = 0
+    due = list(
+        Intervention.objects.filter(status=Status.SCHEDULED, send_at__lte=now)
+        .order_by("send_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for intervention in Intervention.objects.filter(pk__in=due):
+        try:
+            with transaction.atomic():
+                transition(intervention, Status.QUEUED, "due: released by scheduler", queued_at=now)
+                transaction.on_commit(partial(dispatch, intervention.pk, intervention.channel))
+            released += 1
+        except IllegalTransition:
+            continue
+    return released
+
+
+def do_sweep_stuck(
+    queued_after: float | None = None, sending_after: float | None = None
+) -> dict[str, int]:
+    """Find work a lost broker message or a dead worker left behind.
+
+    - queued for too long: the task was lost (broker restart, enqueue failure): dispatch again.
+      A duplicate task is harmless, the claim lets only one send.
+    - sending for too long: the worker died mid-send and the provider may or may not have
+      the message. WebSocket is re-published (clients de-duplicate by intervention id);
+      other channels are not re-sent, since a second email or SMS is worse than the rare
+      lost one; they are marked sent-unconfirmed and the provider's delivery webhook
+      settles them.
+    """
+    now = timezone.now()
+    queued_after = settings.SWEEP_QUEUED_AFTER_SECONDS if queued_after is None else queued_after
+    sending_after = settings.SWEEP_SENDING_AFTER_SECONDS if sending_after is None else sending_after
+    counts = {"redispatched": 0, "republished": 0, "unconfirmed": 0}
+    stale_queued = Intervention.objects.filter(
+        status=Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after)
+    ).values_list("pk", "channel")[:1000]
+    for pk, channel in stale_queued:
+        # Touch the row so the next sweep waits another full timeout for this dispatch.
+        Intervention.objects.filter(pk=pk, status=Status.QUEUED).update(updated_at=now)
+        dispatch(pk, channel)
+        counts["redispatched"] += 1
+    for intervention in Intervention.objects.filter(
+        status=Status.SENDING, updated_at__lt=now - timedelta(seconds=sending_after)
+    )[:1000]:
+        try:
+            if intervention.channel == "websocket":
+                transition(
+                    intervention, Status.QUEUED, "sweeper: publish interrupted, republishing"
+                )
+                dispatch(intervention.pk, intervention.channel)
+                counts["republished"] += 1
+            else:
+                transition(
+                    intervention,
+                    Status.SENT,
+                    "sent-unconfirmed: worker lost during send; not resent to avoid a duplicate",
+                    sent_at=now,
+                )
+                counts["unconfirmed"] += 1
+        except IllegalTransition:
+            continue
+    if any(counts.values()):
+        metrics.SWEPT.labels(kind="redispatched").inc(counts["redispatched"])
+        metrics.SWEPT.labels(kind="republished").inc(counts["republished"])
+        metrics.SWEPT.labels(kind="unconfirmed").inc(counts["unconfirmed"])
+        logger.warning("sweeper_recovered_interventions", **counts)
+    return counts
+
+
+def access_intervention(store: Store, intervention_id: Any) -> Intervention:
+    """The store's intervention, or Intervention.DoesNotExist (a 404, never another store's)."""
+    return Intervention.objects.select_related("shopper", "cart").get(
+        store=store, pk=intervention_id
+    )

@@ -106,7 +106,10 @@ class Status(models.TextChoices):
 # Allowed source states for each target state.
 ALLOWED_SOURCES: dict[str, frozenset[str]] = {
     Status.SCHEDULED: frozenset({Status.PENDING, Status.QUEUED}),
-    Status.QUEUED: frozenset({Status.PENDING, Status.SCHEDULED, Status.SENDING, Status.FAILED}),
+    # queued → queued: re-queued on the next channel of the fallback chain.
+    Status.QUEUED: frozenset(
+        {Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.FAILED}
+    ),
     Status.SENDING: frozenset({Status.QUEUED}),
     Status.SENT: frozenset({Status.SENDING}),
     Status.DELIVERED: frozenset({Status.SENT}),

@@ -1,0 +1,230 @@
+"""REST endpoints: parse, authorize through the store, call one action, serialize."""
+
+from typing import Any
+
+import django_filters
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import error_body, flatten_field_errors
+from interventions import actions
+from interventions.api.serializers import (
+    BatchItemSerializer,
+    BatchSerializer,
+    EventResultSerializer,
+    EventSerializer,
+    InterventionDetailSerializer,
+    InterventionSerializer,
+    InterventionUpdateSerializer,
+    ScheduleSerializer,
+    TriggerSerializer,
+)
+from interventions.models import Intervention, Status
+from stores.api.scoping import StoreScopedMixin
+from stores.auth import store_of
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Repeat a request safely: the same key returns the first result, "
+    "with no second intervention.",
+)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The intervention is not in a state that allows this."
+
+
+class EventView(APIView):
+    @extend_schema(
+        request=EventSerializer,
+        responses={202: EventResultSerializer},
+        summary="Report a cart event or a prediction",
+        description="Accepted events are stored. `checkout_completed` cancels the cart's "
+        "unsent interventions and attributes the conversion; `cart_abandoned` and "
+        "`prediction` may start an intervention through the store's campaigns.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = EventSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = actions.do_accept_event(store_of(request), serializer.validated_data)
+        return Response(EventResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+class InterventionFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Status.choices)
+    channel = django_filters.CharFilter()
+    user_id = django_filters.CharFilter(field_name="shopper__external_id")
+    cart_id = django_filters.CharFilter(field_name="cart__external_id")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Intervention
+        fields = ["status", "channel", "user_id", "cart_id", "created_after", "created_before"]
+
+
+class NewestFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class InterventionViewSet(
+    StoreScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Intervention.objects.select_related("shopper", "cart", "template_version")
+    serializer_class = InterventionSerializer
+    filterset_class = InterventionFilter
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend]
+    pagination_class = NewestFirst
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Intervention]:
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("events")
+        return queryset
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        if self.action == "retrieve":
+            return InterventionDetailSerializer
+        return InterventionSerializer
+
+    @extend_schema(
+        request=TriggerSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: InterventionSerializer, 200: InterventionSerializer},
+        summary="Trigger an intervention",
+        description="The caller's decision: the probability threshold, campaign conditions "
+        "and frequency caps are skipped; opt-outs, suppression lists and quiet hours "
+        "(email, SMS, push) still apply. 201 when created, 200 when an Idempotency-Key repeat.",
+    )
+    def create(self, request: Request) -> Response:
+        serializer = TriggerSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+        try:
+            intervention, created = actions.check_trigger_intervention(
+                self.store, serializer.validated_data, key
+            )
+        except actions.InterventionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(
+            InterventionSerializer(intervention).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        request=InterventionUpdateSerializer,
+        responses={200: InterventionSerializer, 409: OpenApiTypes.OBJECT},
+        summary="Reschedule or change content before the send",
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        intervention = self.get_object()
+        serializer = InterventionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            updated = actions.do_update_unsent(intervention, serializer.validated_data)
+        except actions.InterventionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(InterventionSerializer(updated).data)
+
+    @extend_schema(
+        responses={204: None, 409: OpenApiTypes.OBJECT}, summary="Cancel (409 once sent)"
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        try:
+            actions.do_cancel_intervention(self.get_object())
+        except actions.InterventionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=None, responses={200: InterventionSerializer}, summary="Retry a failed one"
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        intervention = self.get_object()
+        try:
+            actions.do_retry_failed(intervention, "retry requested through the API")
+        except actions.InterventionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(InterventionSerializer(intervention).data)
+
+    @extend_schema(
+        request=BatchSerializer,
+        responses={
+            207: inline_serializer(
+                "BatchResult",
+                {
+                    "results": serializers.ListField(child=serializers.DictField()),
+                    "created": serializers.IntegerField(),
+                    "failed": serializers.IntegerField(),
+                },
+            )
+        },
+        summary=f"Trigger up to {settings.INTERVENTION_BATCH_MAX} interventions",
+        description="One result per item, in order: `{status: 201|200, intervention}` or "
+        "`{status: 400|409, error}`. One bad item does not sink the others.",
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        envelope = BatchSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        items = envelope.validated_data["interventions"]
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        valid: list[tuple[int, dict[str, Any]]] = []
+        for index, item in enumerate(items):
+            serializer = BatchItemSerializer(data=item)
+            if serializer.is_valid():
+                valid.append((index, dict(serializer.validated_data)))
+            else:
+                fields = flatten_field_errors(serializer.errors)
+                results[index] = {
+                    "status": 400,
+                    **error_body("invalid", "Invalid item.", fields),
+                }
+        outcomes = actions.check_trigger_batch(self.store, [trigger for _, trigger in valid])
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, actions.Outcome):
+                assert outcome.intervention is not None
+                results[index] = {
+                    "status": 201 if outcome.created else 200,
+                    "intervention": InterventionSerializer(outcome.intervention).data,
+                }
+            else:
+                code = 409 if isinstance(outcome, actions.InterventionConflict) else 400
+                results[index] = {"status": code, **error_body("rejected", str(outcome))}
+        created = sum(1 for r in results if r and r["status"] in (200, 201))
+        return Response(
+            {"results": results, "created": created, "failed": len(results) - created},
+            status=207,
+        )
+
+    @extend_schema(
+        request=ScheduleSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: InterventionSerializer},
+        summary="Schedule an intervention for a given time",
+    )
+    @action(detail=False, methods=["post"])
+    def schedule(self, request: Request) -> Response:
+        return self.create(request)
