@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -284,6 +285,12 @@ def request_fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _json_safe(payload: dict[str, Any]) -> dict[str, Any]:
+    """Decimals and datetimes as strings, for JSON columns."""
+    safe: dict[str, Any] = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    return safe
+
+
 def check_trigger_intervention(
     store: Store, trigger: dict[str, Any], idempotency_key: str = ""
 ) -> tuple[Intervention, bool]:
@@ -418,7 +425,9 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
         type=event["type"],
         cart=cart,
         user_id=event["user_id"],
-        payload={k: v for k, v in event.items() if k not in ("type", "cart_id", "user_id")},
+        payload=_json_safe(
+            {k: v for k, v in event.items() if k not in ("type", "cart_id", "user_id")}
+        ),
         occurred_at=occurred_at,
     )
     metrics.EVENTS_ACCEPTED.labels(type=event["type"]).inc()

@@ -25,3 +25,35 @@ def shop(db) -> StoreSession:
 def other_shop(db) -> StoreSession:
     store, key = do_create_store(name="Rival Goods", timezone="America/New_York")
     return StoreSession(store, key)
+
+
+@pytest.fixture
+def provider(settings, monkeypatch):
+    """Email and SMS go to a real HTTP stub provider; returns it for assertions."""
+    from notifications.transports.base import get_transport
+    from tests.support.http_provider import StubProvider
+
+    stub = StubProvider().start()
+    monkeypatch.setenv("STUB_PROVIDER_URL", stub.url)
+    settings.NOTIFICATION_TRANSPORTS = {
+        **settings.NOTIFICATION_TRANSPORTS,
+        "email": "tests.support.http_provider.HttpProviderTransport",
+        "sms": "tests.support.http_provider.HttpProviderTransport",
+    }
+    get_transport.cache_clear()
+    yield stub
+    get_transport.cache_clear()
+    stub.stop()
+
+
+@pytest.fixture(autouse=True)
+def tasks_run_inline(request):
+    """Celery tasks run in-process unless a test starts a real worker (``real_worker`` marker)."""
+    from config.celery import app
+
+    if request.node.get_closest_marker("real_worker"):
+        yield
+        return
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False

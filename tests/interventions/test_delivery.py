@@ -1,0 +1,145 @@
+"""From trigger to provider: claim, retry, fall back, suppress; nothing sent twice."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from interventions.actions import do_deliver, do_sweep_stuck
+from interventions.models import DeliveryAttempt, Intervention, Status, transition
+from notifications.models import Suppression
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SHOPPER = {"email": "sam@example.test", "phone": "+33612345678", "timezone": "UTC"}
+
+
+@pytest.fixture(autouse=True)
+def no_quiet_hours(shop):
+    shop.store.quiet_hours_start = None
+    shop.store.quiet_hours_end = None
+    shop.store.save()
+
+
+def trigger(shop, **overrides):
+    body = {"user_id": "sam", "channel": "email", "user": SHOPPER, **overrides}
+    response = shop.client.post("/api/v1/interventions", body, format="json")
+    assert response.status_code == 201, response.json()
+    return Intervention.objects.get(pk=response.json()["id"])
+
+
+def history(intervention):
+    return [(e.from_status, e.to_status) for e in intervention.events.all()]
+
+
+def test_trigger_is_sent_once_and_its_history_recorded(shop, provider):
+    intervention = trigger(shop)
+
+    intervention.refresh_from_db()
+    assert intervention.status == Status.SENT
+    assert intervention.provider_message_id == f"stub-{intervention.pk}"
+    assert [m["to"] for m in provider.received] == ["sam@example.test"]
+    assert history(intervention) == [("", "queued"), ("queued", "sending"), ("sending", "sent")]
+
+
+def test_repeated_delivery_task_sends_nothing_more(shop, provider):
+    intervention = trigger(shop)
+
+    assert do_deliver(intervention.pk) == "skipped"
+    assert len(provider.received) == 1
+
+
+def test_transient_errors_are_retried_then_sent(shop, provider, settings):
+    settings.DELIVERY_RETRY_BASE_DELAY = 0.01
+    provider.scripted = [503, 429]
+
+    intervention = trigger(shop)
+
+    intervention.refresh_from_db()
+    assert intervention.status == Status.SENT
+    assert intervention.attempts == 3
+    outcomes = list(
+        DeliveryAttempt.objects.filter(intervention=intervention).values_list("outcome", flat=True)
+    )
+    assert outcomes == ["transient_error", "transient_error", "succeeded"]
+
+
+def test_exhausted_retries_fall_back_to_the_next_channel(shop, provider, settings):
+    settings.DELIVERY_RETRY_BASE_DELAY = 0.01
+    provider.scripted = [503] * 20
+
+    intervention = trigger(shop, channel="auto", user={**SHOPPER, "email": ""})
+
+    intervention.refresh_from_db()
+    assert intervention.channel == "websocket"
+    assert "gave up after" in intervention.events.filter(to_status="queued").last().reason
+
+
+def test_permanent_error_falls_back_without_retrying(shop, provider):
+    shop.store.fallback_chain = ["email", "sms"]
+    shop.store.save()
+    provider.scripted = [400]
+
+    intervention = trigger(shop, channel="auto")
+
+    intervention.refresh_from_db()
+    assert (intervention.channel, intervention.status) == ("sms", Status.SENT)
+    assert [m["to"] for m in provider.received] == ["sam@example.test", "+33612345678"]
+    assert (
+        "email failed permanently: http_400"
+        in intervention.events.get(from_status="sending", to_status="queued").reason
+    )
+
+
+def test_dead_address_is_suppressed_for_future_sends(shop, provider):
+    provider.scripted = [410]
+
+    first = trigger(shop)
+    second = trigger(shop, personalization={"again": True})
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Status.FAILED
+    assert Suppression.objects.filter(store=shop.store, address="sam@example.test").exists()
+    assert second.status == Status.SUPPRESSED
+    assert "email: address on the suppression list" in second.decision["reasons"]
+    assert len(provider.received) == 1
+
+
+def test_opt_out_after_decision_is_honoured_at_send_time(shop, provider):
+    intervention = trigger(shop, scheduled_at=(timezone.now() + timedelta(minutes=5)).isoformat())
+    intervention.shopper.opted_out_channels = ["email"]
+    intervention.shopper.save()
+    transition(intervention, Status.QUEUED, "due")
+
+    assert do_deliver(intervention.pk) == "suppressed"
+    assert provider.received == []
+
+
+def test_sweeper_redispatches_queued_work_whose_task_was_lost(shop, provider):
+    intervention = trigger(shop, scheduled_at=(timezone.now() + timedelta(minutes=5)).isoformat())
+    # A queued row whose broker message vanished (Redis restarted, enqueue failed).
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.QUEUED, updated_at=timezone.now() - timedelta(hours=1)
+    )
+
+    counts = do_sweep_stuck()
+
+    intervention.refresh_from_db()
+    assert counts["redispatched"] == 1
+    assert intervention.status == Status.SENT
+
+
+def test_sweeper_never_resends_an_email_whose_worker_died_mid_send(shop, provider):
+    intervention = trigger(shop, scheduled_at=(timezone.now() + timedelta(minutes=5)).isoformat())
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.SENDING, updated_at=timezone.now() - timedelta(hours=1)
+    )
+
+    counts = do_sweep_stuck()
+
+    intervention.refresh_from_db()
+    assert counts["unconfirmed"] == 1
+    assert intervention.status == Status.SENT
+    assert intervention.status_reason.startswith("sent-unconfirmed")
+    assert provider.received == []
