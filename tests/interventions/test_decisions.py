@@ -21,10 +21,11 @@ NOON = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 RULES = StoreRules(timezone="UTC", quiet_hours_start=time(21), quiet_hours_end=time(8))
 REACHABLE = ShopperFacts(reachable_channels=frozenset({"websocket", "email", "sms", "push"}))
 AUTOMATED_EMAIL = Request(channel="email", explicit=False)
+NO_CART = CartFacts()
 
 
 def decide_now(
-    request=AUTOMATED_EMAIL, shopper=REACHABLE, cart=CartFacts(), rules=RULES, history=(), now=NOON
+    request=AUTOMATED_EMAIL, shopper=REACHABLE, cart=NO_CART, rules=RULES, history=(), now=NOON
 ):
     return decide(request, shopper, cart, rules, history, now)
 
