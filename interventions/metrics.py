@@ -44,6 +44,11 @@ SWEPT = Counter("engine_swept_total", "Interventions recovered by the sweeper", 
 
 
 class PipelineCollector(Collector):
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Lets the registry learn the names without querying at import time.
+        yield GaugeMetricFamily("engine_interventions", "", labels=["status", "channel"])
+        yield GaugeMetricFamily("engine_queue_depth", "", labels=["queue"])
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.conf import settings
         from django.db.models import Count

@@ -11,6 +11,10 @@ pytestmark = pytest.mark.django_db
 
 def test_suite_runs_on_postgresql_and_live_redis():
     assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        # The pool must not keep serving the configured database instead of the test one.
+        assert cursor.fetchone()[0].startswith("test_")
     assert redis.Redis.from_url(settings.REDIS_URL).ping() is True
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis")
 
