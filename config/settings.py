@@ -316,7 +316,7 @@ DEMO_STOREFRONT_ENABLED = env.bool("DEMO_STOREFRONT_ENABLED", default=False)
 # EMAIL_TRANSPORT / SMS_TRANSPORT / PUSH_TRANSPORT above pick "log" (default) or the
 # real adapter: "anymail", "twilio", "fcm". A real one without its credentials is a
 # system check error (`manage.py check`), not a crash at import.
-EMAIL_ESP = env("EMAIL_ESP", default="sendgrid")  # sendgrid | amazon_ses | mailgun | postmark
+EMAIL_ESP = env("EMAIL_ESP", default="postmark")  # postmark | amazon_ses | mailgun | sendgrid
 EMAIL_BACKEND = env(
     "EMAIL_BACKEND",
     default={

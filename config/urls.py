@@ -7,7 +7,10 @@ from rest_framework.routers import DefaultRouter
 from campaigns.api import CampaignViewSet
 from config import observability
 from interventions.api.views import EventView, InterventionViewSet
+from notifications import views as notification_views
+from notifications.api.views import DeviceViewSet
 from stores.api.views import ShopperViewSet, StoreViewSet
+from templates.api.views import TemplateViewSet
 
 router = DefaultRouter()
 # Services call /api/v1/interventions and /api/v1/interventions/ alike; neither redirects.
@@ -17,6 +20,8 @@ router.register("stores", StoreViewSet, basename="store")
 router.register("shoppers", ShopperViewSet, basename="shopper")
 router.register("interventions", InterventionViewSet, basename="intervention")
 router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register("devices", DeviceViewSet, basename="device")
+router.register("templates", TemplateViewSet, basename="template")
 
 urlpatterns = [
     path("health", observability.liveness, name="health"),
@@ -26,6 +31,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/events", EventView.as_view(), name="events"),
+    # Provider webhooks and the one-click unsubscribe (docs/notifications.md).
+    path("webhooks/anymail/", include("anymail.urls")),
+    path("webhooks/twilio/inbound/", notification_views.twilio_inbound, name="twilio-inbound"),
+    path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
+    path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
     path("api/v1/", include(router.urls)),
 ]
 

@@ -35,6 +35,9 @@ class TemplateVersion(models.Model):
     # {"en": {"email": {"subject", "html", "text"}, "sms": {"body"}, "push": {"title", "body", "data"},
     #         "websocket": {"title", "body", "cta", "discount_code", "style"}}, "fr": {...}}
     content = models.JSONField(default=dict)
+    # The template's declared variables when this version was made, so re-rendering an
+    # old version (rollback, reproducing a send) uses the defaults it was written with.
+    variables = models.JSONField(default=list, blank=True)
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

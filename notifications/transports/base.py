@@ -82,11 +82,19 @@ class LogTransport(Transport):
         return f"log-{message.intervention_id}"
 
 
+# Short names accepted in EMAIL_TRANSPORT / SMS_TRANSPORT / PUSH_TRANSPORT.
+TRANSPORT_ALIASES = {
+    "anymail": "notifications.transports.email.AnymailEmailTransport",
+    "twilio": "notifications.transports.sms.TwilioSmsTransport",
+    "fcm": "notifications.transports.push.FcmPushTransport",
+}
+
+
 @cache
 def get_transport(channel: str) -> Transport:
     configured: dict[str, str] = getattr(settings, "NOTIFICATION_TRANSPORTS", {})
     path = configured.get(channel, "")
     if not path or path == "log":
         return LogTransport(channel)
-    transport_class = import_string(path)
+    transport_class = import_string(TRANSPORT_ALIASES.get(path, path))
     return transport_class()

@@ -1,0 +1,195 @@
+"""Opt-outs, suppressions, devices and what providers report (docs/notifications.md).
+
+The pipeline refuses a channel in ``Shopper.opted_out_channels`` and any address in
+``Suppression`` for that store and channel; these functions are the only writers.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import structlog
+from django.db import transaction
+from prometheus_client import Counter
+
+from interventions import actions as intervention_actions
+from interventions.models import Intervention
+from notifications.models import Device, Suppression
+from stores.actions import do_upsert_shopper
+from stores.models import Shopper, Store
+from tracking.actions import do_record_tracking_event
+
+logger = structlog.get_logger(__name__)
+
+OPT_CHANGES = Counter(
+    "engine_opt_changes_total", "Opt-outs and opt-ins by channel and cause", ["channel", "change"]
+)
+PROVIDER_EVENTS = Counter(
+    "engine_provider_events_total",
+    "Delivery reports received from providers",
+    ["channel", "kind", "matched"],
+)
+
+# Carrier-standard keywords (CTIA) and Twilio's Advanced Opt-Out defaults.
+STOP_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+START_WORDS = frozenset({"START", "YES", "UNSTOP", "OPTIN"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+# Suppression reasons a shopper's own START / re-subscription may lift; a bounce may not.
+OPT_OUT_REASONS = frozenset({"sms_stop", "email_unsubscribe"})
+
+
+def do_suppress_address(store_id: Any, channel: str, address: str, reason: str) -> bool:
+    """Never send to ``address`` on ``channel`` again; True if it was not suppressed yet."""
+    _, created = Suppression.objects.get_or_create(
+        store_id=store_id,
+        channel=channel,
+        # Stored exactly as the shopper's address is, which is what the pipeline compares.
+        address=address,
+        defaults={"reason": reason[:64]},
+    )
+    if created:
+        logger.info("address_suppressed", store_id=str(store_id), channel=channel, reason=reason)
+    return created
+
+
+@transaction.atomic
+def do_opt_out(shopper: Shopper, channel: str, address: str, reason: str) -> None:
+    locked = Shopper.objects.select_for_update().get(pk=shopper.pk)
+    if channel not in locked.opted_out_channels:
+        locked.opted_out_channels = [*locked.opted_out_channels, channel]
+        locked.save(update_fields=["opted_out_channels", "updated_at"])
+    shopper.opted_out_channels = locked.opted_out_channels
+    if address:
+        do_suppress_address(shopper.store_id, channel, address, reason)
+    OPT_CHANGES.labels(channel, "opt_out").inc()
+    logger.info("shopper_opted_out", shopper_id=shopper.pk, channel=channel, reason=reason)
+
+
+@transaction.atomic
+def do_opt_in(shopper: Shopper, channel: str, address: str) -> None:
+    locked = Shopper.objects.select_for_update().get(pk=shopper.pk)
+    if channel in locked.opted_out_channels:
+        locked.opted_out_channels = [c for c in locked.opted_out_channels if c != channel]
+        locked.save(update_fields=["opted_out_channels", "updated_at"])
+    shopper.opted_out_channels = locked.opted_out_channels
+    Suppression.objects.filter(
+        store_id=shopper.store_id, channel=channel, address=address, reason__in=OPT_OUT_REASONS
+    ).delete()
+    OPT_CHANGES.labels(channel, "opt_in").inc()
+    logger.info("shopper_opted_in", shopper_id=shopper.pk, channel=channel)
+
+
+def do_handle_sms_keyword(phone: str, body: str, help_text: str) -> str:
+    """Apply STOP / START / HELP from ``phone``; returns the reply to send ("" for none).
+
+    Our Twilio sender is shared by every store, and carriers apply STOP to the sender,
+    so a STOP opts the number out in every store that knows it.
+    """
+    keyword = body.strip().split()[0].upper() if body.strip() else ""
+    shoppers = list(Shopper.objects.filter(phone=phone))
+    if keyword in STOP_WORDS:
+        for shopper in shoppers:
+            do_opt_out(shopper, "sms", phone, "sms_stop")
+        # Twilio's Advanced Opt-Out answers STOP itself; a second reply would be spam.
+        return ""
+    if keyword in START_WORDS:
+        for shopper in shoppers:
+            do_opt_in(shopper, "sms", phone)
+        return ""
+    if keyword in HELP_WORDS:
+        return help_text
+    return ""
+
+
+def do_unsubscribe_email(store_id: Any, email: str) -> int:
+    """One-click unsubscribe: every shopper of the store with this address opts out."""
+    shoppers = list(Shopper.objects.filter(store_id=store_id, email__iexact=email))
+    for shopper in shoppers:
+        do_opt_out(shopper, "email", shopper.email, "email_unsubscribe")
+    if not shoppers:
+        do_suppress_address(store_id, "email", email, "email_unsubscribe")
+    return len(shoppers)
+
+
+def do_record_provider_event(
+    *,
+    channel: str,
+    provider_message_id: str,
+    kind: str,
+    source: str,
+    occurred_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    failure_reason: str = "",
+    suppress_reason: str = "",
+    intervention_id: str = "",
+) -> Intervention | None:
+    """A provider's delivery report becomes a tracking event and, for delivered or
+    failed, a state change. Unknown ids return None (the webhook still answers 200)."""
+    intervention = find_intervention(channel, provider_message_id, intervention_id)
+    PROVIDER_EVENTS.labels(channel, kind, "yes" if intervention else "no").inc()
+    if intervention is None:
+        logger.info(
+            "provider_event_unmatched", channel=channel, provider_message_id=provider_message_id
+        )
+        return None
+    if kind == "delivered":
+        # Records the "delivered" tracking event itself; a repeat report is a no-op.
+        intervention_actions.do_mark_delivered(intervention, source=source, at=occurred_at)
+    else:
+        do_record_tracking_event(
+            intervention, kind, source, occurred_at=occurred_at, metadata=metadata or {}
+        )
+    if failure_reason:
+        intervention_actions.do_fail_after_send(intervention, reason=failure_reason, source=source)
+    if suppress_reason:
+        address = _address_of(intervention, channel)
+        if address:
+            do_suppress_address(intervention.store_id, channel, address, suppress_reason)
+    return intervention
+
+
+def find_intervention(
+    channel: str, provider_message_id: str, intervention_id: str = ""
+) -> Intervention | None:
+    interventions = Intervention.objects.select_related("shopper").filter(channel=channel)
+    if provider_message_id:
+        found = interventions.filter(provider_message_id=provider_message_id).first()
+        if found is not None:
+            return found
+    if intervention_id:
+        # The id we put in the message's metadata: survives ESP message id formats.
+        try:
+            pk = uuid.UUID(str(intervention_id))
+        except ValueError:
+            return None
+        return interventions.filter(pk=pk).first()
+    return None
+
+
+def _address_of(intervention: Intervention, channel: str) -> str:
+    shopper = intervention.shopper
+    return {"email": shopper.email, "sms": shopper.phone}.get(channel, "")
+
+
+def do_register_device(store: Store, user_id: str, token: str, platform: str = "") -> Device:
+    """Register (or re-activate) a push token; a token seen again under another shopper
+    moves to them (the phone changed hands or accounts)."""
+    shopper = do_upsert_shopper(store, user_id)
+    device, created = Device.objects.update_or_create(
+        store=store,
+        token=token,
+        defaults={
+            "shopper": shopper,
+            "active": True,
+            **({"platform": platform} if platform else {}),
+        },
+    )
+    if created:
+        logger.info("device_registered", store_id=str(store.pk), platform=platform)
+    return device
+
+
+def do_unregister_device(store: Store, token: str) -> bool:
+    return bool(Device.objects.filter(store=store, token=token).update(active=False))

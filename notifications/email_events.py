@@ -1,0 +1,56 @@
+"""Anymail's normalized tracking events (any ESP) → tracking events and opt-outs.
+
+Anymail verifies each ESP's webhook (basic auth with ``ANYMAIL_WEBHOOK_SECRET``, or
+the ESP's signature) before it sends the ``tracking`` signal; this receiver is the
+adapter from that signal to ``notifications.actions``.
+"""
+
+from typing import Any
+
+from anymail.signals import AnymailTrackingEvent
+
+from notifications import actions
+
+# anymail event_type → (tracking kind, failure reason, suppression reason)
+EVENT_EFFECTS: dict[str, tuple[str, str, str]] = {
+    "delivered": ("delivered", "", ""),
+    "opened": ("opened", "", ""),
+    "clicked": ("clicked", "", ""),
+    # anymail's "bounced" is a hard (permanent) bounce; soft ones arrive as "deferred".
+    "bounced": ("bounced", "email_bounced", "hard_bounce"),
+    "complained": ("complained", "", "complaint"),
+    "rejected": ("failed", "email_rejected", ""),
+    "failed": ("failed", "email_failed", ""),
+    "unsubscribed": ("unsubscribed", "", ""),
+}
+# Rejections that say the address itself is bad, not the content.
+SUPPRESSING_REJECT_REASONS = frozenset({"bounced", "invalid", "unsubscribed", "spam"})
+
+
+def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
+    effect = EVENT_EFFECTS.get(event.event_type or "")
+    if effect is None:
+        return  # queued, sent, deferred, autoresponded: no change for the intervention
+    kind, failure_reason, suppress_reason = effect
+    if event.event_type == "rejected" and event.reject_reason in SUPPRESSING_REJECT_REASONS:
+        suppress_reason = f"rejected_{event.reject_reason}"
+    metadata = {"esp": esp_name, "event_type": event.event_type}
+    if event.reject_reason:
+        metadata["reject_reason"] = event.reject_reason
+    if event.click_url:
+        metadata["url"] = event.click_url
+    intervention = actions.do_record_provider_event(
+        channel="email",
+        provider_message_id=event.message_id or "",
+        intervention_id=str((event.metadata or {}).get("intervention_id", "")),
+        kind=kind,
+        source="email_webhook",
+        occurred_at=event.timestamp,
+        metadata=metadata,
+        failure_reason=failure_reason,
+        suppress_reason=suppress_reason,
+    )
+    if event.event_type in ("unsubscribed", "complained") and intervention is not None:
+        email = event.recipient or intervention.shopper.email
+        if email:
+            actions.do_unsubscribe_email(intervention.store_id, email)

@@ -1,0 +1,117 @@
+"""Provider webhooks and the one-click unsubscribe endpoint (docs/notifications.md).
+
+Adapters only: verify, translate, call one action. Unknown or old message ids still
+answer 200 so providers stop retrying.
+"""
+
+import structlog
+from django.conf import settings
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+from django.utils.html import format_html
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+from prometheus_client import Counter
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from notifications import actions
+from notifications.transports.sms import SUPPRESSING_ERROR_CODES
+from templates.context import read_unsubscribe_token
+
+logger = structlog.get_logger(__name__)
+
+WEBHOOK_REJECTIONS = Counter(
+    "engine_webhook_rejections_total", "Webhook requests refused", ["webhook", "reason"]
+)
+
+
+def twilio_signature_is_valid(request: HttpRequest) -> bool:
+    """Twilio signs the public URL it called plus the POST parameters with our auth
+    token; behind a proxy the request's own host differs, so sign against PUBLIC_BASE_URL."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not settings.TWILIO_AUTH_TOKEN:
+        return False
+    url = f"{settings.PUBLIC_BASE_URL}{request.get_full_path()}"
+    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN)
+    return bool(validator.validate(url, request.POST.dict(), signature))
+
+
+def _forbidden(webhook: str) -> HttpResponse:
+    WEBHOOK_REJECTIONS.labels(webhook, "bad_signature").inc()
+    logger.warning("webhook_signature_rejected", webhook=webhook)
+    return HttpResponseForbidden("Invalid signature.")
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    if not twilio_signature_is_valid(request):
+        return _forbidden("twilio_inbound")
+    reply = actions.do_handle_sms_keyword(
+        phone=request.POST.get("From", ""),
+        body=request.POST.get("Body", ""),
+        help_text=settings.SMS_HELP_TEXT,
+    )
+    twiml = MessagingResponse()
+    if reply:
+        twiml.message(reply)
+    return HttpResponse(str(twiml), content_type="application/xml")
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request: HttpRequest) -> HttpResponse:
+    if not twilio_signature_is_valid(request):
+        return _forbidden("twilio_status")
+    status = request.POST.get("MessageStatus", "")
+    code = int(request.POST.get("ErrorCode") or 0)
+    sid = request.POST.get("MessageSid", "")
+    metadata = {"status": status, "error_code": code} if code else {"status": status}
+    if status == "delivered":
+        actions.do_record_provider_event(
+            channel="sms",
+            provider_message_id=sid,
+            kind="delivered",
+            source="sms_webhook",
+            metadata=metadata,
+        )
+    elif status in ("undelivered", "failed"):
+        actions.do_record_provider_event(
+            channel="sms",
+            provider_message_id=sid,
+            kind="failed",
+            source="sms_webhook",
+            metadata=metadata,
+            failure_reason=f"sms_{status}" + (f"_{code}" if code else ""),
+            suppress_reason=SUPPRESSING_ERROR_CODES.get(code, ""),
+        )
+    # queued / sending / sent: nothing the intervention does not already know.
+    return HttpResponse(status=200)
+
+
+UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>Unsubscribe</title></head>
+<body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">{body}</body></html>"""
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """RFC 8058: mail clients POST ``List-Unsubscribe=One-Click`` without cookies or a
+    CSRF token. GET only shows a button, because link scanners and previews follow GETs."""
+    try:
+        store_id, email = read_unsubscribe_token(token)
+    except signing.BadSignature:
+        WEBHOOK_REJECTIONS.labels("unsubscribe", "bad_token").inc()
+        return HttpResponseNotFound("This unsubscribe link is not valid.")
+    if request.method == "POST":
+        actions.do_unsubscribe_email(store_id, email)
+        body = format_html("<p>{} will not receive these emails any more.</p>", email)
+        return HttpResponse(UNSUBSCRIBE_PAGE.format(body=body))
+    body = format_html(
+        '<form method="post"><p>Stop cart reminder emails to {}?</p>'
+        '<button type="submit">Unsubscribe</button></form>',
+        email,
+    )
+    return HttpResponse(UNSUBSCRIBE_PAGE.format(body=body))

@@ -1,0 +1,149 @@
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.errors import error_body
+from stores.api.scoping import StoreScopedMixin
+from templates import actions
+from templates.api.serializers import (
+    PreviewSerializer,
+    PublishSerializer,
+    TemplateSerializer,
+    TemplateUpdateSerializer,
+    TemplateVersionSerializer,
+)
+from templates.models import Template, TemplateVersion
+from templates.rendering import RenderError
+
+T = TypeVar("T")
+
+
+def as_api_errors(operation: Callable[[], T]) -> T:
+    """Actions raise Django's ValidationError; the API answers it in the one error shape."""
+    try:
+        return operation()
+    except DjangoValidationError as error:
+        detail = error.message_dict if hasattr(error, "error_dict") else error.messages
+        raise serializers.ValidationError(detail) from error
+
+
+class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
+    """Message templates. Content lives in immutable versions: POST a version to edit,
+    publish one to use it, publish an earlier one to roll back."""
+
+    queryset = Template.objects.select_related("published_version", "store")
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        if self.action == "partial_update":
+            return TemplateUpdateSerializer
+        return TemplateSerializer
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
+        data = dict(serializer.validated_data)
+        serializer.instance = as_api_errors(
+            lambda: actions.check_create_template(self.store, **data)
+        )
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        template = self.get_object()
+        changes = TemplateUpdateSerializer(data=request.data, partial=True)
+        changes.is_valid(raise_exception=True)
+        as_api_errors(lambda: actions.check_update_template(template, **changes.validated_data))
+        return Response(TemplateSerializer(template).data)
+
+    def perform_destroy(self, instance: Template) -> None:
+        try:
+            actions.do_delete_template(instance)
+        except ProtectedError as error:
+            raise TemplateInUse() from error
+
+    def versions_of(self, template: Template) -> "QuerySet[TemplateVersion]":
+        return template.versions.select_related("template")
+
+    @extend_schema(
+        request=TemplateVersionSerializer, responses=TemplateVersionSerializer(many=True)
+    )
+    @action(detail=True, methods=["get", "post"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        template = self.get_object()
+        if request.method == "GET":
+            return Response(TemplateVersionSerializer(self.versions_of(template), many=True).data)
+        incoming = TemplateVersionSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        version = as_api_errors(
+            lambda: actions.check_create_version(
+                template,
+                content=incoming.validated_data["content"],
+                note=incoming.validated_data.get("note", ""),
+                publish=incoming.validated_data.get("publish", False),
+            )
+        )
+        return Response(TemplateVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=PublishSerializer, responses=TemplateSerializer)
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, pk: str | None = None) -> Response:
+        template = self.get_object()
+        incoming = PublishSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        version = (
+            self.versions_of(template).filter(number=incoming.validated_data["version"]).first()
+        )
+        if version is None:
+            raise serializers.ValidationError({"version": ["No such version."]})
+        actions.do_publish_version(template, version)
+        return Response(TemplateSerializer(template).data)
+
+    @extend_schema(request=PreviewSerializer)
+    @action(detail=True, methods=["post"])
+    def preview(self, request: Request, pk: str | None = None) -> Response:
+        template = self.get_object()
+        incoming = PreviewSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        wanted = incoming.validated_data.get("version")
+        versions = self.versions_of(template)
+        version = (
+            versions.filter(number=wanted).first()
+            if wanted
+            else template.published_version or versions.first()
+        )
+        if version is None:
+            raise serializers.ValidationError({"version": ["The template has no such version."]})
+        try:
+            content = actions.preview_version(
+                template,
+                version,
+                channel=incoming.validated_data["channel"],
+                locale=incoming.validated_data["locale"],
+                context=incoming.validated_data["context"],
+            )
+        except RenderError as error:
+            return Response(
+                error_body(
+                    "render_error",
+                    str(error),
+                    {error.field or "content": [str(error.args[0])]},
+                ),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(
+            {
+                "version": version.number,
+                "channel": incoming.validated_data["channel"],
+                "content": content,
+            }
+        )
+
+
+class TemplateInUse(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Interventions used a version of this template; it cannot be deleted."
+    default_code = "template_in_use"
