@@ -89,6 +89,7 @@ def run() -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("DEMO_STOREFRONT_ENABLED", "1")
     port = env.setdefault("WEB_PORT", "8000")
     explicit = "DATABASE_URL" in env or "REDIS_URL" in env
     missing = missing_services()

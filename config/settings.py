@@ -295,7 +295,11 @@ NOTIFICATION_TRANSPORTS = {
     "email": env("EMAIL_TRANSPORT", default="log"),
     "sms": env("SMS_TRANSPORT", default="log"),
     "push": env("PUSH_TRANSPORT", default="log"),
-    "websocket": env("WEBSOCKET_TRANSPORT", default="log"),
+    # The real one needs Redis (replay streams, pub/sub); the embedded mode has none.
+    "websocket": env(
+        "WEBSOCKET_TRANSPORT",
+        default="log" if EMBEDDED else "notifications.transports.websocket.WebSocketTransport",
+    ),
 }
 
 # --- Real-time WebSocket delivery (docs/websocket-protocol.md) ---------------

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from campaigns.api import CampaignViewSet
 from config import observability
 from interventions.api.views import EventView, InterventionViewSet
+from interventions.realtime import views as realtime
 from notifications import views as notification_views
 from notifications.api.views import DeviceViewSet
 from stores.api.views import ShopperViewSet, StoreViewSet
@@ -36,6 +37,9 @@ urlpatterns = [
     path("webhooks/twilio/inbound/", notification_views.twilio_inbound, name="twilio-inbound"),
     path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
+    path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
+    path("demo/storefront/", realtime.demo_storefront, name="demo-storefront"),
+    path("demo/storefront/abandon-cart", realtime.demo_abandon_cart, name="demo-abandon-cart"),
     path("api/v1/", include(router.urls)),
 ]
 

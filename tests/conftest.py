@@ -57,3 +57,20 @@ def tasks_run_inline(request):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = False
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings):
+    """Close the psycopg pool before pytest-django renames the database to test_*.
+
+    A pool opened by an early query keeps connecting to the configured database, so
+    without this the suite (and its flushes) would run against the real one, and
+    servers started by tests on the test database would find no tables.
+    """
+    from django.db import connections
+
+    for connection in connections.all():
+        connection.close()
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()

@@ -1,6 +1,160 @@
-"""Who is connected over WebSocket, per store (to be backed by Redis)."""
+"""Who is connected over WebSocket, per store, in Redis (docs/websocket-protocol.md#registry).
+
+Keys (all under ``ie:ws:``):
+- ``conns:{store}``: sorted set, member = channel name, score = last activity (epoch s);
+- ``info:{store}``: hash, channel name → JSON {scope, user_id, instance, connected_at};
+- ``user:{store}:{user digest}``: sorted set of that shopper's channel names.
+
+Every connection refreshes its score each heartbeat, so the entries of a process that
+died without cleaning up age out after ``WS_IDLE_TIMEOUT_SECONDS + WS_HEARTBEAT_SECONDS``
+instead of counting against the store's limit forever.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import time
+from typing import Any
+
+import redis
+import structlog
+from django.conf import settings
+from prometheus_client import Counter
+
+from interventions.realtime.redis_clients import async_redis, sync_redis
+
+logger = structlog.get_logger(__name__)
+
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+
+REGISTRY_ERRORS = Counter(
+    "ie_websocket_registry_errors_total",
+    "Redis errors while reading or writing the WebSocket connection registry.",
+    ["operation"],
+)
+
+# Atomic so that a connect storm cannot overshoot the limit between count and add.
+_REGISTER = """
+local cutoff = tonumber(ARGV[1])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+if #stale > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+  redis.call('HDEL', KEYS[2], unpack(stale))
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+if KEYS[3] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+return 1
+"""
+
+
+def user_digest(user_id: str) -> str:
+    # Shoppers' ids are the store's own strings; a digest keeps keys and Channels group
+    # names (ASCII, < 100 characters) valid whatever they contain.
+    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+def stale_after_seconds() -> float:
+    return float(settings.WS_IDLE_TIMEOUT_SECONDS + settings.WS_HEARTBEAT_SECONDS)
+
+
+def _keys(store_id: str, user_id: str) -> tuple[str, str, str]:
+    return (
+        f"ie:ws:conns:{store_id}",
+        f"ie:ws:info:{store_id}",
+        f"ie:ws:user:{store_id}:{user_digest(user_id)}" if user_id else "",
+    )
+
+
+async def register(store_id: str, scope: str, user_id: str, channel_name: str, limit: int) -> bool:
+    """Record the connection; False when the store is at its connection limit."""
+    now = time.time()
+    conns, info, user = _keys(store_id, user_id)
+    details = json.dumps(
+        {"scope": scope, "user_id": user_id, "instance": INSTANCE, "connected_at": now}
+    )
+    client = async_redis()
+    admitted = await client.eval(
+        _REGISTER,
+        3,
+        conns,
+        info,
+        user,
+        now - stale_after_seconds(),
+        limit,
+        now,
+        channel_name,
+        details,
+        int(stale_after_seconds()) + 1,
+    )
+    return bool(admitted)
+
+
+async def touch(store_id: str, user_id: str, channel_name: str) -> None:
+    """Refresh the connection's last activity (called every heartbeat)."""
+    now = time.time()
+    conns, _, user = _keys(store_id, user_id)
+    try:
+        async with async_redis().pipeline(transaction=False) as pipe:
+            pipe.zadd(conns, {channel_name: now}, xx=True)
+            if user:
+                pipe.zadd(user, {channel_name: now}, xx=True)
+                pipe.expire(user, int(stale_after_seconds()) + 1)
+            await pipe.execute()
+    except redis.RedisError as exc:
+        REGISTRY_ERRORS.labels("touch").inc()
+        logger.warning("websocket_registry_touch_failed", store_id=store_id, error=str(exc))
+
+
+async def unregister(store_id: str, user_id: str, channel_name: str) -> None:
+    conns, info, user = _keys(store_id, user_id)
+    try:
+        async with async_redis().pipeline(transaction=False) as pipe:
+            pipe.zrem(conns, channel_name)
+            pipe.hdel(info, channel_name)
+            if user:
+                pipe.zrem(user, channel_name)
+            await pipe.execute()
+    except redis.RedisError as exc:
+        REGISTRY_ERRORS.labels("unregister").inc()
+        logger.warning("websocket_registry_unregister_failed", store_id=store_id, error=str(exc))
 
 
 def is_connected(store_id: str, user_id: str) -> bool:
     """Whether the shopper has a live WebSocket connection on any server instance."""
-    return False
+    _, _, user = _keys(str(store_id), user_id)
+    try:
+        live = sync_redis().zcount(user, time.time() - stale_after_seconds(), "+inf")
+    except redis.RedisError as exc:
+        # Unknown is treated as offline: the pipeline then picks a channel that does not
+        # depend on a live socket.
+        REGISTRY_ERRORS.labels("is_connected").inc()
+        logger.warning("websocket_registry_unreachable", store_id=str(store_id), error=str(exc))
+        return False
+    return bool(live)
+
+
+def connections(store_id: str) -> list[dict[str, Any]]:
+    """The store's live connections: channel, scope, user, instance, since, last activity."""
+    conns, info, _ = _keys(str(store_id), "")
+    client = sync_redis()
+    scored: Any = client.zrangebyscore(
+        conns, time.time() - stale_after_seconds(), "+inf", withscores=True
+    )
+    if not scored:
+        return []
+    details: Any = client.hmget(info, [name for name, _ in scored])
+    listing = []
+    for (name, last_seen), raw in zip(scored, details, strict=True):
+        entry = json.loads(raw) if raw else {}
+        entry.update({"channel_name": name.decode(), "last_seen": last_seen})
+        listing.append(entry)
+    return listing

@@ -1,0 +1,351 @@
+"""WebSocket consumers for store and shopper rooms (docs/websocket-protocol.md).
+
+They authenticate (signed token, Origin, per-store connection limit), join the room,
+forward the room's frames, and turn a client's ``ack`` / ``tracking`` frames into one
+action each (``interventions.realtime.actions``).
+"""
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+import redis
+import structlog
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from prometheus_client import Counter, Gauge
+
+from interventions.realtime import actions, registry, replay
+from interventions.realtime.protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
+    CLOSE_IDLE,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNKNOWN_STORE,
+    STREAM_ID,
+    BadFrame,
+    ClientFrame,
+    error_text,
+    frame_text,
+    parse_client_frame,
+)
+from interventions.realtime.tokens import TokenRefused, check_token
+from stores.models import Store
+
+logger = structlog.get_logger(__name__)
+
+LIVE_CONNECTIONS = Gauge(
+    "ie_websocket_connections", "Open WebSocket connections in this process.", ["room"]
+)
+REFUSED = Counter(
+    "ie_websocket_refused_total", "WebSocket connections refused, by reason.", ["reason"]
+)
+BAD_FRAMES = Counter(
+    "ie_websocket_bad_frames_total", "Client frames answered with an error.", ["problem"]
+)
+ACKS = Counter("ie_websocket_acks_total", "Client acks, by outcome.", ["outcome"])
+IDLE_CLOSED = Counter(
+    "ie_websocket_idle_closed_total", "Connections closed for silence beyond the idle timeout."
+)
+FRAMES_SENT = Counter(
+    "ie_websocket_frames_sent_total", "Intervention frames sent, by how.", ["how"]
+)
+
+# An ack can beat the pipeline's "sent" bookkeeping by a few milliseconds.
+ACK_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+REMEMBERED_FRAMES = 1000
+STORE_CACHE_SECONDS = 30.0
+
+# Store lookups run outside the single thread shared by sync views, so a connect storm
+# does not queue behind (or in front of) HTTP requests.
+_db = database_sync_to_async
+
+
+class StoreRules:
+    """The per-store settings a connection is checked against, cached briefly so a
+    reconnect storm does not become a Postgres storm."""
+
+    _cache: ClassVar[dict[str, tuple[float, "StoreRules | None"]]] = {}
+
+    def __init__(self, allowed_origins: list[str], connection_limit: int):
+        self.allowed_origins = allowed_origins
+        self.connection_limit = connection_limit
+
+    @classmethod
+    def _load(cls, store_id: str) -> "StoreRules | None":
+        row = (
+            Store.objects.filter(pk=store_id)
+            .values("allowed_origins", "max_websocket_connections")
+            .first()
+        )
+        if row is None:
+            return None
+        return cls(list(row["allowed_origins"] or []), int(row["max_websocket_connections"]))
+
+    @classmethod
+    async def of(cls, store_id: str) -> "StoreRules | None":
+        cached = cls._cache.get(store_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        rules = await _db(cls._load, thread_sensitive=False)(store_id)
+        cls._cache[store_id] = (time.monotonic() + STORE_CACHE_SECONDS, rules)
+        return rules
+
+    @classmethod
+    def forget(cls) -> None:
+        cls._cache.clear()
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    room_kind: ClassVar[str]
+
+    store_id = ""
+    user_id = ""
+    room = ""
+    registered = False
+
+    async def connect(self) -> None:
+        route = self.scope["url_route"]["kwargs"]
+        self.store_id = str(route.get("store_id", ""))
+        self.user_id = str(route.get("user_id", ""))
+        query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
+        token = query.get("token", [""])[0]
+        resume_after = query.get("last_message_id", [""])[0]
+        self.sent: OrderedDict[str, str] = OrderedDict()
+        self.last_heard = time.monotonic()
+        self.retries: set[asyncio.Task[None]] = set()
+        self.keep_alive: asyncio.Task[None] | None = None
+
+        if resume_after and not STREAM_ID.match(resume_after):
+            return await self.refuse(CLOSE_BAD_REQUEST, "bad_last_message_id")
+        try:
+            claim = check_token(token, self.room_kind, self.store_id, self.user_id)
+        except TokenRefused as refusal:
+            code = CLOSE_FORBIDDEN if refusal.problem == "mismatch" else CLOSE_UNAUTHENTICATED
+            return await self.refuse(code, f"token_{refusal.problem}")
+        self.store_id = claim.store_id
+        rules = await StoreRules.of(self.store_id)
+        if rules is None:
+            return await self.refuse(CLOSE_UNKNOWN_STORE, "unknown_store")
+        origin = self.header("origin")
+        # Browsers always send Origin; server-side clients (the store's own backend, our
+        # benchmarks) may not, and they can forge it anyway, so only its presence is checked.
+        if origin and origin not in rules.allowed_origins:
+            return await self.refuse(CLOSE_FORBIDDEN, "origin_not_allowed")
+        try:
+            admitted = await registry.register(
+                self.store_id,
+                self.room_kind,
+                self.user_id,
+                self.channel_name,
+                rules.connection_limit,
+            )
+        except redis.RedisError as exc:
+            logger.warning("websocket_registry_unreachable", error=str(exc))
+            return await self.refuse(CLOSE_TRY_AGAIN_LATER, "registry_unreachable")
+        if not admitted:
+            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "connection_limit")
+        self.registered = True
+        self.room = (
+            replay.user_room(self.store_id, self.user_id)
+            if self.room_kind == "user"
+            else replay.store_room(self.store_id)
+        )
+        await self.channel_layer.group_add(self.room, self.channel_name)
+        await self.accept()
+        LIVE_CONNECTIONS.labels(self.room_kind).inc()
+        await self.send(text_data=frame_text("config", self.config_payload()))
+        if resume_after:
+            await self.replay_after(resume_after)
+        if self.room_kind == "user":
+            await self.send_pending()
+        self.keep_alive = asyncio.create_task(self.keep_alive_loop())
+
+    async def refuse(self, code: int, reason: str) -> None:
+        # A close before accept() becomes an HTTP 403 with no close code; browsers and
+        # our client need the code to tell "fix your token" from "back off and retry".
+        REFUSED.labels(reason).inc()
+        logger.info(
+            "websocket_refused",
+            reason=reason,
+            code=code,
+            store_id=self.store_id,
+            room=self.room_kind,
+        )
+        await self.accept()
+        await self.close(code=code)
+
+    def header(self, name: str) -> str:
+        wanted = name.encode()
+        for key, value in self.scope.get("headers", []):
+            if key.lower() == wanted:
+                return str(value.decode(errors="replace"))
+        return ""
+
+    def config_payload(self) -> dict[str, Any]:
+        return {
+            "room": self.room_kind,
+            "store_id": self.store_id,
+            "user_id": self.user_id,
+            "heartbeat_seconds": settings.WS_HEARTBEAT_SECONDS,
+            "idle_timeout_seconds": settings.WS_IDLE_TIMEOUT_SECONDS,
+            "max_message_bytes": settings.WS_MAX_MESSAGE_BYTES,
+            "replay_window_seconds": settings.WS_REPLAY_WINDOW,
+        }
+
+    async def disconnect(self, code: int) -> None:
+        if self.keep_alive is not None:
+            self.keep_alive.cancel()
+        if not self.registered:
+            return
+        self.registered = False
+        LIVE_CONNECTIONS.labels(self.room_kind).dec()
+        await self.channel_layer.group_discard(self.room, self.channel_name)
+        await registry.unregister(self.store_id, self.user_id, self.channel_name)
+
+    # --- server → client ------------------------------------------------------
+
+    async def send_frame(self, message_id: str, intervention_id: str, text: str, how: str) -> None:
+        self.sent[message_id] = intervention_id
+        while len(self.sent) > REMEMBERED_FRAMES:
+            self.sent.popitem(last=False)
+        FRAMES_SENT.labels(how).inc()
+        await self.send(text_data=text)
+
+    async def room_frame(self, event: dict[str, Any]) -> None:
+        """A frame published to this room by any server process."""
+        if event["message_id"] in self.sent:
+            return  # already sent by replay or the offline resend
+        await self.send_frame(event["message_id"], event["intervention_id"], event["text"], "live")
+
+    async def replay_after(self, after: str) -> None:
+        for logged in await replay.read_after(self.room, after):
+            await self.send_frame(logged.message_id, logged.intervention_id, logged.text, "replay")
+
+    async def send_pending(self) -> None:
+        """Interventions sent while the shopper was offline and never acknowledged."""
+        pending = await _db(actions.pending_for_shopper, thread_sensitive=False)(
+            self.store_id, self.user_id
+        )
+        already = set(self.sent.values())
+        pending = [frame for frame in pending if frame.intervention_id not in already]
+        if not pending:
+            return
+        # Prefer the logged frame, byte for byte what a live client got.
+        logged = {
+            frame.intervention_id: frame for frame in await replay.read_after(self.room, "0-0")
+        }
+        for frame in pending:
+            if frame.intervention_id in logged:
+                text = logged[frame.intervention_id].text
+                message_id = logged[frame.intervention_id].message_id
+            else:
+                message_id = frame.message_id
+                text = frame_text("intervention", frame.payload, message_id=message_id)
+            await self.send_frame(message_id, frame.intervention_id, text, "offline")
+
+    async def keep_alive_loop(self) -> None:
+        interval = float(settings.WS_HEARTBEAT_SECONDS)
+        idle_timeout = float(settings.WS_IDLE_TIMEOUT_SECONDS)
+        # Spread heartbeats out: connections accepted in one storm must not tick together.
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        while True:
+            if time.monotonic() - self.last_heard > idle_timeout:
+                IDLE_CLOSED.inc()
+                logger.info("websocket_idle_closed", store_id=self.store_id, room=self.room_kind)
+                await self.close(code=CLOSE_IDLE)
+                return
+            await self.send(text_data=frame_text("heartbeat", {}))
+            await registry.touch(self.store_id, self.user_id, self.channel_name)
+            await asyncio.sleep(interval)
+
+    # --- client → server ------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_heard = time.monotonic()
+        try:
+            frame = parse_client_frame(text_data, bytes_data, settings.WS_MAX_MESSAGE_BYTES)
+        except BadFrame as problem:
+            BAD_FRAMES.labels(problem.code).inc()
+            await self.send(text_data=error_text(problem.code, problem.message, problem.about))
+            return
+        if frame.type == "heartbeat":
+            await self.send(text_data=frame_text("heartbeat", {"reply_to": frame.message_id}))
+        elif frame.type == "ack":
+            await self.acknowledge(frame)
+        elif frame.type == "tracking":
+            await self.track(frame)
+        elif frame.type == "resume":
+            await self.replay_after(frame.payload["after"])
+
+    async def acknowledge(self, frame: ClientFrame) -> None:
+        message_id = frame.payload["messageId"]
+        intervention_id = self.sent.get(message_id, "")
+        at = timezone.now()
+        outcome = await self.record_ack(intervention_id, message_id, at)
+        if outcome == "not_yet_sent":
+            task = asyncio.create_task(self.retry_ack(intervention_id, message_id, at))
+            self.retries.add(task)
+            task.add_done_callback(self.retries.discard)
+        elif outcome == "unknown":
+            BAD_FRAMES.labels("unknown_message").inc()
+            await self.send(
+                text_data=error_text(
+                    "unknown_message",
+                    f"No intervention was sent as {message_id[:40]!r}.",
+                    frame.message_id,
+                )
+            )
+
+    async def record_ack(self, intervention_id: str, message_id: str, at: Any) -> str:
+        outcome: str = await _db(actions.do_acknowledge, thread_sensitive=False)(
+            self.store_id, self.user_id, intervention_id, message_id, at
+        )
+        ACKS.labels(outcome).inc()
+        return outcome
+
+    async def retry_ack(self, intervention_id: str, message_id: str, at: Any) -> None:
+        for delay in ACK_RETRY_DELAYS:
+            await asyncio.sleep(delay)
+            if await self.record_ack(intervention_id, message_id, at) != "not_yet_sent":
+                return
+        logger.warning(
+            "websocket_ack_gave_up",
+            store_id=self.store_id,
+            intervention_id=intervention_id,
+            message_id=message_id,
+        )
+
+    async def track(self, frame: ClientFrame) -> None:
+        intervention_id = frame.payload["intervention_id"]
+        recorded = await _db(actions.do_record_shopper_tracking, thread_sensitive=False)(
+            self.store_id,
+            self.user_id,
+            intervention_id,
+            frame.payload["event"],
+            frame.message_id,
+        )
+        if not recorded:
+            BAD_FRAMES.labels("unknown_intervention").inc()
+            await self.send(
+                text_data=error_text(
+                    "unknown_intervention",
+                    f"No intervention {intervention_id[:40]!r} in this room.",
+                    frame.message_id,
+                )
+            )
+
+
+class StoreRoomConsumer(RoomConsumer):
+    room_kind = "store"
+
+
+class UserRoomConsumer(RoomConsumer):
+    room_kind = "user"

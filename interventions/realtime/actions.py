@@ -1,0 +1,133 @@
+"""What a WebSocket client's frames do to the database (docs/websocket-protocol.md).
+
+Consumers call these through ``database_sync_to_async``; each is one store-scoped
+lookup plus one pipeline action, so an ack or a tracking event for another store's (or,
+on a user connection, another shopper's) intervention does nothing.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from django.db.models import Q
+from django.utils import timezone
+
+from interventions import actions as pipeline
+from interventions.models import Intervention, Status
+from tracking.actions import do_record_tracking_event
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PendingFrame:
+    message_id: str
+    intervention_id: str
+    payload: dict[str, Any]
+
+
+def _valid_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def access_room_intervention(
+    store_id: str, user_id: str, intervention_id: str = "", message_id: str = ""
+) -> Intervention | None:
+    """The intervention this room may act on, by id or by the messageId it was sent under."""
+    rows = Intervention.objects.filter(store_id=store_id, channel="websocket")
+    if user_id:
+        rows = rows.filter(shopper__external_id=user_id)
+    if intervention_id:
+        if not _valid_uuid(intervention_id):
+            return None
+        return rows.filter(pk=intervention_id).first()
+    if message_id:
+        return rows.filter(provider_message_id=message_id).first()
+    return None
+
+
+def do_acknowledge(
+    store_id: str, user_id: str, intervention_id: str, message_id: str, at: datetime
+) -> str:
+    """A client's ack: sent → delivered. Returns what happened, for the consumer to decide
+    whether to try again: delivered | not_yet_sent | unknown | ignored."""
+    intervention = access_room_intervention(store_id, user_id, intervention_id, message_id)
+    if intervention is None:
+        return "unknown"
+    if intervention.status in (Status.QUEUED, Status.SENDING):
+        # The frame reached the browser before the pipeline recorded the send.
+        return "not_yet_sent"
+    if intervention.status != Status.SENT:
+        return "ignored"
+    delivered = pipeline.do_mark_delivered(intervention, source="websocket", at=at)
+    return "delivered" if delivered else "ignored"
+
+
+def do_record_shopper_tracking(
+    store_id: str, user_id: str, intervention_id: str, event: str, message_id: str = ""
+) -> bool:
+    intervention = access_room_intervention(store_id, user_id, intervention_id)
+    if intervention is None:
+        return False
+    do_record_tracking_event(
+        intervention,
+        kind=event,
+        source="websocket",
+        metadata={"messageId": message_id} if message_id else None,
+    )
+    return True
+
+
+def intervention_payload(intervention: Intervention) -> dict[str, Any]:
+    """The ``intervention`` frame's payload rebuilt from Postgres (for a shopper who was
+    offline longer than the replay window); the same fields the pipeline's
+    ``OutboundMessage`` gives the transport."""
+    content = intervention.content.get("websocket", intervention.content)
+    cart = intervention.cart
+    return {
+        "id": str(intervention.pk),
+        "kind": intervention.origin,
+        "content": content,
+        "cart": (
+            {
+                "id": cart.external_id,
+                "value": str(cart.value) if cart.value is not None else None,
+                "currency": cart.currency,
+                "items": cart.items,
+            }
+            if cart
+            else None
+        ),
+        "discount": intervention.decision.get("discount"),
+        "expires_at": intervention.expires_at.isoformat() if intervention.expires_at else None,
+    }
+
+
+def pending_for_shopper(store_id: str, user_id: str) -> list[PendingFrame]:
+    """The shopper's sent, unacknowledged, unexpired websocket interventions, oldest first."""
+    now = timezone.now()
+    rows = (
+        Intervention.objects.filter(
+            store_id=store_id,
+            shopper__external_id=user_id,
+            channel="websocket",
+            status=Status.SENT,
+        )
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .select_related("cart")
+        .order_by("sent_at", "created_at", "id")
+    )
+    return [
+        PendingFrame(
+            message_id=intervention.provider_message_id or str(intervention.pk),
+            intervention_id=str(intervention.pk),
+            payload=intervention_payload(intervention),
+        )
+        for intervention in rows
+    ]

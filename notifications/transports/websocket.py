@@ -1,0 +1,61 @@
+"""WebSocket transport: an ``intervention`` frame to the store's and the shopper's rooms.
+
+Persist-then-publish lives in ``interventions.realtime.publish`` (docs/websocket-protocol.md):
+the frame is logged in the rooms' replay streams before it is published, and its stream
+id is the provider message id the pipeline records, which a client's ack names.
+"""
+
+from typing import Any, ClassVar
+
+import redis
+import structlog
+from prometheus_client import Counter
+
+from interventions.realtime.publish import publish_frame
+from notifications.transports.base import OutboundMessage, Transport, TransportError
+
+logger = structlog.get_logger(__name__)
+
+PUBLISH_FAILURES = Counter(
+    "ie_websocket_publish_failures_total", "Intervention frames that could not be published."
+)
+
+
+def intervention_frame_payload(message: OutboundMessage) -> dict[str, Any]:
+    metadata = message.metadata
+    return {
+        "id": message.intervention_id,
+        "kind": metadata.get("kind", ""),
+        "content": message.content,
+        "cart": metadata.get("cart"),
+        "discount": metadata.get("discount"),
+        "expires_at": metadata.get("expires_at"),
+    }
+
+
+class WebSocketTransport(Transport):
+    channel: ClassVar[str] = "websocket"
+    name: ClassVar[str] = "websocket"
+
+    def send(self, message: OutboundMessage) -> str:
+        recipient = message.recipient if isinstance(message.recipient, str) else ""
+        try:
+            return publish_frame(
+                store_id=str(message.store_id),
+                user_id=recipient,
+                frame_type="intervention",
+                payload=intervention_frame_payload(message),
+                intervention_id=str(message.intervention_id),
+            )
+        except redis.RedisError as exc:
+            PUBLISH_FAILURES.inc()
+            logger.warning(
+                "websocket_publish_failed",
+                intervention_id=message.intervention_id,
+                store_id=message.store_id,
+                error=str(exc),
+            )
+            # Transient: the pipeline's sweeper sends it again once Redis is back.
+            raise TransportError(
+                f"Redis unreachable: {exc}", permanent=False, reason="redis_unreachable"
+            ) from exc

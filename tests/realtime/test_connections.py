@@ -1,0 +1,143 @@
+"""Who may connect, and what keeps a connection alive (docs/websocket-protocol.md)."""
+
+import asyncio
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core import signing
+
+from interventions.realtime import registry
+from interventions.realtime.tokens import SALT, issue_token
+from stores.models import Store
+from tests.realtime.conftest import open_room, random_user, refusal_code, room_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_store_room_greets_with_its_config(storefront, channel_layer):
+    client, config = await open_room(room_url(storefront.store.pk))
+
+    assert config["payload"]["room"] == "store"
+    assert config["payload"]["heartbeat_seconds"] > 0
+    assert set(config) == {"type", "payload", "timestamp", "messageId"}
+    await client.disconnect()
+
+
+async def test_bad_tokens_are_refused_with_documented_codes(storefront, other_shop, channel_layer):
+    store_id = storefront.store.pk
+    expired = signing.dumps(
+        {"s": str(store_id), "c": "store", "u": "", "e": int(time.time()) - 5}, salt=SALT
+    )
+    other_store, _ = issue_token(str(other_shop.store.pk), "store")
+    alice, _ = issue_token(str(store_id), "user", "alice")
+
+    codes = {
+        "missing": await refusal_code(f"/ws/store/{store_id}/"),
+        "forged": await refusal_code(room_url(store_id, token="abc:def")),
+        "expired": await refusal_code(room_url(store_id, token=expired)),
+        "other store": await refusal_code(room_url(store_id, token=other_store)),
+        "other user": await refusal_code(room_url(store_id, "user", "bob", token=alice)),
+        "user token on store room": await refusal_code(room_url(store_id, token=alice)),
+    }
+
+    assert codes == {
+        "missing": 4401,
+        "forged": 4401,
+        "expired": 4401,
+        "other store": 4403,
+        "other user": 4403,
+        "user token on store room": 4403,
+    }
+
+
+async def test_origin_not_allowed_by_the_store_is_refused(storefront, channel_layer):
+    code = await refusal_code(room_url(storefront.store.pk), origin="https://evil.example")
+
+    assert code == 4403
+
+
+async def test_connections_beyond_the_store_limit_are_refused(storefront, channel_layer):
+    await database_sync_to_async(Store.objects.filter(pk=storefront.store.pk).update)(
+        max_websocket_connections=2
+    )
+    first, _ = await open_room(room_url(storefront.store.pk))
+    second, _ = await open_room(room_url(storefront.store.pk, "user", "u-1"))
+
+    code = await refusal_code(room_url(storefront.store.pk))
+
+    assert code == 4429
+    await first.disconnect()
+    third, _ = await open_room(room_url(storefront.store.pk))
+    await second.disconnect()
+    await third.disconnect()
+
+
+async def test_registry_knows_who_is_connected_and_where(storefront, channel_layer):
+    user_id = random_user()
+    store_id = str(storefront.store.pk)
+    client, _ = await open_room(room_url(store_id, "user", user_id))
+
+    connected = await database_sync_to_async(registry.is_connected)(store_id, user_id)
+    listing = await database_sync_to_async(registry.connections)(store_id)
+
+    assert connected is True
+    assert [(c["scope"], c["user_id"]) for c in listing] == [("user", user_id)]
+    assert listing[0]["instance"] == registry.INSTANCE
+    await client.disconnect()
+    assert await database_sync_to_async(registry.is_connected)(store_id, user_id) is False
+
+
+async def test_server_sends_heartbeats_and_answers_the_clients(storefront, channel_layer, settings):
+    settings.WS_HEARTBEAT_SECONDS = 0.2
+    client, _ = await open_room(room_url(storefront.store.pk))
+
+    server_beat = await client.receive_json_from(timeout=2)
+    await client.send_json_to(
+        {"type": "heartbeat", "payload": {}, "timestamp": "", "messageId": "c-1"}
+    )
+    reply = await client.receive_json_from(timeout=2)
+    while reply["payload"].get("reply_to") != "c-1":
+        reply = await client.receive_json_from(timeout=2)
+
+    assert server_beat["type"] == "heartbeat"
+    assert reply["type"] == "heartbeat"
+    await client.disconnect()
+
+
+async def test_silent_connection_is_closed_after_the_idle_timeout(
+    storefront, channel_layer, settings
+):
+    settings.WS_HEARTBEAT_SECONDS = 0.1
+    settings.WS_IDLE_TIMEOUT_SECONDS = 0.3
+    client, _ = await open_room(room_url(storefront.store.pk))
+
+    closing = None
+    deadline = asyncio.get_running_loop().time() + 3
+    while asyncio.get_running_loop().time() < deadline:
+        output = await client.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            closing = output
+            break
+
+    assert closing is not None
+    assert closing["code"] == 4408
+    await client.disconnect()
+
+
+def live_gauge(body: str) -> float:
+    for line in body.splitlines():
+        if line.startswith('ie_websocket_connections{room="store"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_live_connections_are_a_metrics_gauge(storefront, channel_layer, async_client):
+    before = live_gauge((await async_client.get("/metrics")).content.decode())
+    client, _ = await open_room(room_url(storefront.store.pk))
+
+    during = live_gauge((await async_client.get("/metrics")).content.decode())
+    await client.disconnect()
+    after = live_gauge((await async_client.get("/metrics")).content.decode())
+
+    assert (during - before, after - before) == (1.0, 0.0)

@@ -1,0 +1,239 @@
+"""Interventions reach the right rooms, survive reconnects, and acks / tracking land in
+the database (docs/websocket-protocol.md#delivery)."""
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from interventions.models import Intervention, Status
+from interventions.realtime.redis_clients import sync_redis
+from notifications.transports.base import OutboundMessage, TransportError
+from notifications.transports.websocket import WebSocketTransport
+from tests.realtime.conftest import (
+    open_room,
+    publish,
+    random_user,
+    room_url,
+    sent_intervention,
+)
+from tracking.models import TrackingEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+db = database_sync_to_async
+
+
+async def next_of_type(client, frame_type: str, timeout: float = 2.0) -> dict:
+    while True:
+        frame = await client.receive_json_from(timeout=timeout)
+        if frame["type"] == frame_type:
+            return frame
+
+
+async def test_intervention_reaches_the_store_room_and_only_its_shopper(storefront, channel_layer):
+    store_id = storefront.store.pk
+    alice, bob = random_user(), random_user()
+    dashboard, _ = await open_room(room_url(store_id))
+    alice_tab, _ = await open_room(room_url(store_id, "user", alice))
+    bob_tab, _ = await open_room(room_url(store_id, "user", bob))
+    intervention = await db(sent_intervention)(storefront.store, alice)
+
+    message_id = await db(publish)(intervention)
+
+    for client in (dashboard, alice_tab):
+        frame = await next_of_type(client, "intervention")
+        assert frame["messageId"] == message_id
+        assert frame["payload"]["id"] == str(intervention.pk)
+        assert frame["payload"]["content"]["title"] == "Still there?"
+    assert await bob_tab.receive_nothing(timeout=0.3)
+    for client in (dashboard, alice_tab, bob_tab):
+        await client.disconnect()
+
+
+async def test_reconnecting_client_gets_what_it_missed_in_order_then_live(
+    storefront, channel_layer
+):
+    store_id = storefront.store.pk
+    shopper = random_user()
+    first = await db(sent_intervention)(storefront.store, shopper)
+    seen = await db(publish)(first)
+    missed = []
+    for _ in range(3):
+        missed.append(await db(publish)(await db(sent_intervention)(storefront.store, shopper)))
+
+    client, _ = await open_room(room_url(store_id))
+    await client.send_json_to({"type": "resume", "payload": {"after": seen}, "messageId": "r"})
+    replayed = [(await next_of_type(client, "intervention"))["messageId"] for _ in missed]
+    live = await db(publish)(await db(sent_intervention)(storefront.store, shopper))
+    then = await next_of_type(client, "intervention")
+
+    assert replayed == missed
+    assert then["messageId"] == live
+    await client.disconnect()
+
+
+async def test_last_message_id_at_connect_replays_the_shoppers_room(storefront, channel_layer):
+    shopper = random_user()
+    seen = await db(publish)(await db(sent_intervention)(storefront.store, shopper))
+    missed = await db(publish)(await db(sent_intervention)(storefront.store, shopper))
+    await db(Intervention.objects.filter(provider_message_id=seen).update)(status=Status.DELIVERED)
+
+    client, _ = await open_room(
+        room_url(storefront.store.pk, "user", shopper, last_message_id=seen)
+    )
+    frame = await next_of_type(client, "intervention")
+
+    assert frame["messageId"] == missed
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def test_replay_stops_at_the_replay_window(storefront, channel_layer, settings):
+    settings.WS_REPLAY_WINDOW = 1
+    shopper = random_user()
+    await db(publish)(await db(sent_intervention)(storefront.store, shopper))
+    await asyncio.sleep(1.1)
+    recent = await db(publish)(await db(sent_intervention)(storefront.store, shopper))
+
+    client, _ = await open_room(room_url(storefront.store.pk, last_message_id="0-0"))
+    frame = await next_of_type(client, "intervention")
+
+    assert frame["messageId"] == recent
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def test_ack_marks_the_intervention_delivered_with_its_time(storefront, channel_layer):
+    shopper = random_user()
+    client, _ = await open_room(room_url(storefront.store.pk, "user", shopper))
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    await db(publish)(intervention)
+    frame = await next_of_type(client, "intervention")
+    before = timezone.now()
+
+    await client.send_json_to({"type": "ack", "payload": {"messageId": frame["messageId"]}})
+    await asyncio.sleep(0.3)
+
+    await db(intervention.refresh_from_db)()
+    assert intervention.status == Status.DELIVERED
+    assert before <= intervention.delivered_at <= timezone.now()
+    kinds = await db(lambda: list(intervention.tracking_events.values_list("kind", flat=True)))()
+    assert kinds == ["delivered"]
+    await client.disconnect()
+
+
+async def test_ack_that_beats_the_pipelines_bookkeeping_still_lands(storefront, channel_layer):
+    shopper = random_user()
+    client, _ = await open_room(room_url(storefront.store.pk, "user", shopper))
+    intervention = await db(sent_intervention)(storefront.store, shopper, status=Status.SENDING)
+    await db(publish)(intervention)
+    frame = await next_of_type(client, "intervention")
+
+    await client.send_json_to({"type": "ack", "payload": {"messageId": frame["messageId"]}})
+    await asyncio.sleep(0.1)
+    await db(Intervention.objects.filter(pk=intervention.pk).update)(status=Status.SENT)
+    await asyncio.sleep(0.8)
+
+    await db(intervention.refresh_from_db)()
+    assert intervention.status == Status.DELIVERED
+    await client.disconnect()
+
+
+async def test_ack_from_another_store_does_nothing(storefront, other_shop, channel_layer):
+    shopper = random_user()
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    message_id = await db(publish)(intervention)
+    rival, _ = await open_room(room_url(other_shop.store.pk), origin=None)
+
+    await rival.send_json_to({"type": "ack", "payload": {"messageId": message_id}})
+    error = await next_of_type(rival, "error")
+
+    await db(intervention.refresh_from_db)()
+    assert intervention.status == Status.SENT
+    assert error["payload"]["code"] == "unknown_message"
+    await rival.disconnect()
+
+
+async def test_tracking_events_are_recorded_on_the_intervention(storefront, channel_layer):
+    shopper = random_user()
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    client, _ = await open_room(room_url(storefront.store.pk, "user", shopper))
+    await next_of_type(client, "intervention")  # sent while offline: resent on connect
+
+    for event in ("displayed", "clicked"):
+        await client.send_json_to(
+            {
+                "type": "tracking",
+                "payload": {"intervention_id": str(intervention.pk), "event": event},
+            }
+        )
+    await asyncio.sleep(0.3)
+
+    events = await db(
+        lambda: list(
+            TrackingEvent.objects.filter(intervention=intervention).values_list("kind", "source")
+        )
+    )()
+    assert events == [("displayed", "websocket"), ("clicked", "websocket")]
+    await client.disconnect()
+
+
+async def test_shopper_cannot_track_another_shoppers_intervention(storefront, channel_layer):
+    theirs = await db(sent_intervention)(storefront.store, random_user())
+    client, _ = await open_room(room_url(storefront.store.pk, "user", random_user()))
+
+    await client.send_json_to(
+        {"type": "tracking", "payload": {"intervention_id": str(theirs.pk), "event": "clicked"}}
+    )
+    error = await next_of_type(client, "error")
+
+    assert error["payload"]["code"] == "unknown_intervention"
+    assert await db(TrackingEvent.objects.filter(intervention=theirs).count)() == 0
+    await client.disconnect()
+
+
+async def test_offline_shopper_gets_unacked_interventions_on_connect(storefront, channel_layer):
+    shopper = random_user()
+    now = timezone.now()
+    older = await db(sent_intervention)(
+        storefront.store, shopper, sent_at=now - timedelta(minutes=5)
+    )
+    logged = await db(sent_intervention)(storefront.store, shopper, sent_at=now)
+    logged_id = await db(publish)(logged)
+    await db(sent_intervention)(storefront.store, shopper, expires_at=now - timedelta(seconds=1))
+    await db(sent_intervention)(storefront.store, shopper, status=Status.DELIVERED)
+    await db(sent_intervention)(storefront.store, random_user())
+
+    client, _ = await open_room(room_url(storefront.store.pk, "user", shopper))
+    frames = [await next_of_type(client, "intervention") for _ in range(2)]
+
+    assert [f["payload"]["id"] for f in frames] == [str(older.pk), str(logged.pk)]
+    assert frames[1]["messageId"] == logged_id
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+def test_transport_reports_a_transient_error_when_redis_is_down(settings, storefront):
+    settings.REDIS_URL = "redis://127.0.0.1:18199/0"
+    sync_redis.cache_clear()
+    message = OutboundMessage(
+        intervention_id="i-1",
+        store_id=str(storefront.store.pk),
+        channel="websocket",
+        recipient="u-1",
+        content={"title": "Hi"},
+    )
+
+    started = time.monotonic()
+    with pytest.raises(TransportError) as failure:
+        WebSocketTransport().send(message)
+
+    assert failure.value.permanent is False
+    assert failure.value.reason == "redis_unreachable"
+    assert isinstance(failure.value.__cause__, redis.RedisError)
+    assert time.monotonic() - started < 5
