@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck pytest lock clean
+.PHONY: run test install lint typecheck pytest lock clean browser
 
 run: $(INSTALLED)
 	$(BIN)/python -m config.services run
 
 test: $(INSTALLED)
 	$(BIN)/python -m config.services require
-	$(MAKE) lint typecheck pytest
+	$(MAKE) lint typecheck browser pytest
 
 install: $(INSTALLED)
 
@@ -27,6 +27,14 @@ lint:
 
 typecheck:
 	$(BIN)/mypy
+
+# The storefront's browser test drives Debian's chromium (Playwright's own browser
+# download does not work on our CI machines). Installed once; a no-op afterwards.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 
 pytest:
 	$(BIN)/pytest

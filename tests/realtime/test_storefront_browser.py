@@ -1,0 +1,81 @@
+"""The demo storefront in headless Chromium: an intervention arrives live, the shopper
+clicks it, and the click is in the database."""
+
+import io
+import shutil
+import time
+
+import pytest
+from django.core.management import call_command
+
+from interventions.models import Intervention, Status
+from stores.models import Store
+from tests.realtime.servers import Daphne
+from tracking.models import TrackingEvent
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+# Playwright's own browser download does not work here; Debian's chromium does
+# (installed by `make test`).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def demo_server(transactional_db):
+    call_command("seed_demo", stdout=io.StringIO())
+    server = Daphne(DEMO_STOREFRONT_ENABLED="1")
+    Store.objects.filter(name="Demo Store").update(allowed_origins=[server.url])
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(condition, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="`make test` installs chromium")
+def test_shopper_sees_an_intervention_live_and_the_click_is_recorded(demo_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{demo_server.url}/demo/storefront/")
+            page.wait_for_selector("body[data-connection=connected]")
+
+            page.click("#abandon")
+            cta = page.wait_for_selector(".ie-intervention .ie-cta")
+            intervention_id = page.get_attribute(".ie-intervention", "data-intervention-id")
+            cta.click()
+        finally:
+            browser.close()
+
+    clicked = wait_for(
+        lambda: TrackingEvent.objects.filter(
+            intervention_id=intervention_id, kind="clicked", source="websocket"
+        ).exists()
+    )
+    intervention = Intervention.objects.get(pk=intervention_id)
+    assert clicked, demo_server.output()
+    assert intervention.status == Status.DELIVERED
+    assert intervention.content["discount_code"] == "COMEBACK10"
+    kinds = set(intervention.tracking_events.values_list("kind", flat=True))
+    assert {"delivered", "displayed", "clicked"} <= kinds
