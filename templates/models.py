@@ -13,8 +13,10 @@ class Template(models.Model):
     # [{"name": "first_name", "type": "string", "default": "there"}, ...]
     variables = models.JSONField(default=list, blank=True)
     fallback_locale = models.CharField(max_length=16, default="en")
+    # RESTRICT, not PROTECT: a published version cannot be deleted on its own, but
+    # deleting the template or its store (which deletes the versions too) must work.
     published_version = models.ForeignKey(
-        "TemplateVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "TemplateVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -136,3 +136,9 @@ def test_unique_discount_codes_differ_per_intervention_and_are_stable():
     assert first == unique_discount_code("00000000-0000-0000-0000-000000000001", prefix="save")
     assert first != unique_discount_code("00000000-0000-0000-0000-000000000002", prefix="save")
     assert first.startswith("SAVE-")
+
+
+def test_deleting_a_store_deletes_its_published_templates(shop, template):
+    shop.store.delete()
+
+    assert not type(template).objects.filter(pk=template.pk).exists()
