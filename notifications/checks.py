@@ -45,8 +45,8 @@ def check_provider_credentials(app_configs: Any = None, **kwargs: Any) -> list[C
         if not settings.ANYMAIL.get("WEBHOOK_SECRET") and settings.EMAIL_ESP != "mailgun":
             problems.append(
                 Warning(
-                    "ANYMAIL_WEBHOOK_SECRET is empty: anyone could post fake bounces to "
-                    "/webhooks/anymail/.",
+                    "ANYMAIL_WEBHOOK_SECRET is empty: email tracking webhooks are ignored "
+                    "(unauthenticated, anyone could post fake bounces).",
                     hint="Set it to 'user:random-password' and put it in the ESP's webhook URL.",
                     id="notifications.W001",
                 )

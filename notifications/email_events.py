@@ -7,9 +7,14 @@ adapter from that signal to ``notifications.actions``.
 
 from typing import Any
 
+import structlog
 from anymail.signals import AnymailTrackingEvent
+from django.conf import settings
 
 from notifications import actions
+from notifications.views import WEBHOOK_REJECTIONS
+
+logger = structlog.get_logger(__name__)
 
 # anymail event_type → (tracking kind, failure reason, suppression reason)
 EVENT_EFFECTS: dict[str, tuple[str, str, str]] = {
@@ -27,7 +32,18 @@ EVENT_EFFECTS: dict[str, tuple[str, str, str]] = {
 SUPPRESSING_REJECT_REASONS = frozenset({"bounced", "invalid", "unsubscribed", "spam"})
 
 
+def webhook_is_authenticated() -> bool:
+    """Anymail accepts webhooks without credentials when none are configured (it only
+    warns); a forged bounce would then fail interventions and suppress real addresses."""
+    configured = settings.ANYMAIL
+    return bool(configured.get("WEBHOOK_SECRET") or configured.get("MAILGUN_WEBHOOK_SIGNING_KEY"))
+
+
 def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
+    if not webhook_is_authenticated():
+        WEBHOOK_REJECTIONS.labels("anymail", "no_secret_configured").inc()
+        logger.warning("anymail_webhook_ignored_unauthenticated", esp=esp_name)
+        return
     effect = EVENT_EFFECTS.get(event.event_type or "")
     if effect is None:
         return  # queued, sent, deferred, autoresponded: no change for the intervention

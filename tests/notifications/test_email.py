@@ -273,3 +273,24 @@ def test_webhook_for_an_unknown_message_answers_200(shop):
     )
 
     assert response.status_code == 200
+
+
+def test_email_webhooks_change_nothing_while_no_secret_is_configured(shop, http, settings):
+    intervention = trigger_email(shop, http)
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "postmark-token"}
+
+    response = anymail_post(
+        "postmark",
+        {
+            "RecordType": "Bounce",
+            "Type": "HardBounce",
+            "MessageID": MESSAGE_ID,
+            "Email": "sam@example.test",
+            "BouncedAt": "2026-11-23T15:00:00Z",
+        },
+    )
+
+    intervention.refresh_from_db()
+    assert response.status_code == 200
+    assert intervention.status == Status.SENT
+    assert not Suppression.objects.exists()
