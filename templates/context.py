@@ -71,13 +71,17 @@ def cart_context(store: Store, cart: Cart | None) -> dict[str, Any]:
 
 def discount_context(discount: dict[str, Any] | None) -> dict[str, Any]:
     """``discount`` comes from the prediction's recommended discount or the campaign:
-    ``{"percent": 10, "code": "SAVE10"}``; a code made by ``unique_discount_code`` when
-    the campaign wants one per intervention."""
+    ``{"percent": 10, "code": "SAVE10"}``, or ``{"percent": 10, "unique_code_for":
+    <intervention id>, "prefix": "SAVE"}`` for a code unique to the intervention."""
     discount = discount or {}
     percent = discount.get("percent")
+    code = str(discount.get("code") or "")
+    if not code and discount.get("unique_code_for"):
+        # The caller passes the intervention's id (a UUID it can mint before the row exists).
+        code = unique_discount_code(discount["unique_code_for"], str(discount.get("prefix") or ""))
     return {
         "percent": format_amount(percent) if percent not in (None, "") else "",
-        "code": str(discount.get("code") or ""),
+        "code": code,
     }
 
 

@@ -142,3 +142,11 @@ def test_deleting_a_store_deletes_its_published_templates(shop, template):
     shop.store.delete()
 
     assert not type(template).objects.filter(pk=template.pk).exists()
+
+
+def test_discount_can_carry_a_code_unique_to_the_intervention(shop):
+    context = context_for(
+        shop, discount={"percent": "10", "unique_code_for": "i-42", "prefix": "back"}
+    )
+
+    assert context["discount"] == {"percent": "10", "code": unique_discount_code("i-42", "back")}
