@@ -82,10 +82,16 @@ def store_rules(store: Store) -> decisions.StoreRules:
     )
 
 
-def shopper_facts(shopper: Shopper) -> decisions.ShopperFacts:
+def shopper_facts(
+    shopper: Shopper, channels: Iterable[str] = decisions.ALL_CHANNELS
+) -> decisions.ShopperFacts:
+    """What the decision needs to know about the shopper, for ``channels`` only: an
+    explicit email trigger does not pay for device, suppression or connection look-ups
+    of other channels."""
+    channels = set(channels)
     reachable = {"websocket"}
     addresses: dict[str, str] = {}
-    for channel in ("email", "sms", "push"):
+    for channel in channels & {"email", "sms", "push"}:
         address = address_for(shopper, channel)
         if address:
             reachable.add(channel)
@@ -99,6 +105,11 @@ def shopper_facts(shopper: Shopper) -> decisions.ShopperFacts:
             address__in=list(addresses.values()),
         ).values_list("channel", "address")
         suppressed = {channel for channel, address in rows if addresses.get(channel) == address}
+    connected = (
+        "websocket" in channels
+        and len(channels) > 1
+        and is_connected(str(shopper.store_id), shopper.external_id)
+    )
     return decisions.ShopperFacts(
         timezone=shopper.timezone,
         segment=shopper.segment,
@@ -106,7 +117,7 @@ def shopper_facts(shopper: Shopper) -> decisions.ShopperFacts:
         opted_out_channels=frozenset(shopper.opted_out_channels or ()),
         suppressed_channels=frozenset(suppressed),
         reachable_channels=frozenset(reachable),
-        connected=is_connected(str(shopper.store_id), shopper.external_id),
+        connected=connected,
     )
 
 
@@ -201,15 +212,15 @@ def _create_decided(
     """Decide, render and store one intervention; dispatch it once the transaction commits."""
     started = monotonic_time.perf_counter()
     now = timezone.now()
-    # Serialises decisions for one shopper, so two simultaneous events cannot both
-    # slip under the frequency cap.
-    Shopper.objects.select_for_update().filter(pk=shopper.pk).exists()
+    channels = decisions.ALL_CHANNELS if request.channel == "auto" else (request.channel,)
+    # Explicit triggers skip frequency caps, so they need no history.
+    history = [] if request.explicit else recent_history(shopper, now)
     decision = decisions.decide(
         request,
-        shopper_facts(shopper),
+        shopper_facts(shopper, channels),
         cart_facts(cart),
         store_rules(store),
-        recent_history(shopper, now),
+        history,
         now,
     )
     metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
@@ -329,6 +340,7 @@ def _trigger(
     store: Store, trigger: dict[str, Any], idempotency_key: str, fingerprint: str
 ) -> Intervention:
     shopper = do_upsert_shopper(store, trigger["user_id"], trigger.get("user"))
+    _register_push_tokens(store, shopper, trigger.get("user"))
     cart = None
     if trigger.get("cart_id"):
         cart = _fold_cart(store, shopper, trigger["cart_id"], trigger.get("cart"), None)
@@ -367,6 +379,22 @@ def check_trigger_batch(store: Store, triggers: list[dict[str, Any]]) -> list[Ou
 # --- Events ---------------------------------------------------------------
 
 
+def _register_push_tokens(store: Store, shopper: Shopper, profile: dict[str, Any] | None) -> None:
+    from notifications.actions import do_register_device
+
+    for token in (profile or {}).get("push_tokens") or ():
+        do_register_device(store, shopper.external_id, token)
+
+
+PREDICTION_FIELDS = (
+    "probability",
+    "confidence",
+    "recommended_action",
+    "recommended_discount",
+    "model_version",
+)
+
+
 def _fold_cart(
     store: Store,
     shopper: Shopper,
@@ -374,31 +402,24 @@ def _fold_cart(
     cart_data: dict[str, Any] | None,
     prediction: dict[str, Any] | None,
 ) -> Cart:
-    cart, _ = Cart.objects.get_or_create(
-        store=store, external_id=cart_id, defaults={"shopper": shopper}
+    """Upsert the cart with what the event says about it (one INSERT ... ON CONFLICT)."""
+    updates: dict[str, Any] = {"shopper": shopper}
+    updates.update(
+        {k: v for k, v in (cart_data or {}).items() if k in ("value", "currency", "items")}
     )
-    changed: list[str] = []
-    if cart.shopper_id != shopper.pk:
-        cart.shopper = shopper
-        changed.append("shopper")
-    for field_name in ("value", "currency", "items"):
-        if cart_data and field_name in cart_data:
-            setattr(cart, field_name, cart_data[field_name])
-            changed.append(field_name)
-    if prediction:
-        for field_name in (
-            "probability",
-            "confidence",
-            "recommended_action",
-            "recommended_discount",
-            "model_version",
-        ):
-            if field_name in prediction and prediction[field_name] is not None:
-                setattr(cart, field_name, prediction[field_name])
-                changed.append(field_name)
-    if changed:
-        cart.save(update_fields=[*changed, "updated_at"])
-    return cart
+    updates.update(
+        {k: v for k, v in (prediction or {}).items() if k in PREDICTION_FIELDS and v is not None}
+    )
+    row = Cart(store=store, external_id=cart_id, updated_at=timezone.now(), **updates)
+    [upserted] = Cart.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["store", "external_id"],
+        update_fields=[*updates, "updated_at"],
+    )
+    if upserted.pk is None:
+        return Cart.objects.get(store=store, external_id=cart_id)
+    return Cart.objects.get(pk=upserted.pk)
 
 
 EVENT_TRIGGERS = {
@@ -417,7 +438,10 @@ class EventResult:
 @transaction.atomic
 def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
     """Store a validated event (the body of POST /api/v1/events) and act on it."""
-    shopper = do_upsert_shopper(store, event["user_id"], event.get("user"))
+    # Locked: serialises decisions for one shopper, so two simultaneous events cannot
+    # both slip under the frequency cap.
+    shopper = do_upsert_shopper(store, event["user_id"], event.get("user"), lock=True)
+    _register_push_tokens(store, shopper, event.get("user"))
     cart = _fold_cart(store, shopper, event["cart_id"], event.get("cart"), event.get("prediction"))
     occurred_at = event.get("occurred_at") or timezone.now()
     cart_event = CartEvent.objects.create(
@@ -774,25 +798,33 @@ def _handle_transport_error(
 
 def _fall_back(intervention: Intervention, reason: str = "") -> bool:
     """Move to the next usable channel of the chain; False when none is left."""
+    from templates.rendering import RenderError
+
     shopper = intervention.shopper
     facts = shopper_facts(shopper)
     remaining = list(intervention.fallback_channels or [])
+    skipped: list[str] = []
     while remaining:
         channel = remaining.pop(0)
         if channel in facts.opted_out_channels or channel in facts.suppressed_channels:
             continue
         if channel not in facts.reachable_channels:
             continue
-        _, content = _render(
-            intervention.store,
-            shopper,
-            intervention.cart,
-            channel,
-            intervention.template_key,
-            intervention.personalization,
-            intervention.decision.get("discount"),
-        )
-        note = f"{reason}; falling back to {channel}" if reason else f"falling back to {channel}"
+        try:
+            _, content = _render(
+                intervention.store,
+                shopper,
+                intervention.cart,
+                channel,
+                intervention.template_key,
+                intervention.personalization,
+                intervention.decision.get("discount"),
+            )
+        except RenderError as exc:
+            # A template written for email only has nothing to say by SMS: try the next.
+            skipped.append(f"{channel} skipped: {exc}")
+            continue
+        note = "; ".join([*filter(None, [reason]), *skipped, f"falling back to {channel}"])
         transition(
             intervention,
             Status.QUEUED,

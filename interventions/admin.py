@@ -13,8 +13,7 @@ class InterventionEventInline(admin.TabularInline):
     model = InterventionEvent
     extra = 0
     can_delete = False
-    readonly_fields = ["at", "from_status", "to_status", "reason"]
-    fields = readonly_fields
+    readonly_fields = fields = ("at", "from_status", "to_status", "reason")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -24,7 +23,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    readonly_fields = [
+    readonly_fields = fields = (
         "started_at",
         "finished_at",
         "channel",
@@ -32,8 +31,7 @@ class DeliveryAttemptInline(admin.TabularInline):
         "outcome",
         "error",
         "provider_message_id",
-    ]
-    fields = readonly_fields
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+ALL_CHANNELS = ("websocket", "email", "sms", "push")
 QUIET_HOURS_CHANNELS = frozenset({"email", "sms", "push"})
 # Counts toward frequency caps: anything that was or will be sent.
 CAPPED_STATUSES = frozenset({"scheduled", "queued", "sending", "sent", "delivered"})

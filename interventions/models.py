@@ -161,9 +161,11 @@ class Intervention(models.Model):
     status_reason = models.CharField(max_length=500, blank=True)
     decision = models.JSONField(default=dict, blank=True)
     template_key = models.CharField(max_length=100, blank=True)
+    # RESTRICT, not PROTECT: a version in use cannot be deleted on its own, but deleting
+    # the store deletes both.
     template_version = models.ForeignKey(
         "message_templates.TemplateVersion",
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,
         null=True,
         blank=True,
         related_name="interventions",

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from stores.models import Shopper, Store, StoreApiKey
 
@@ -31,20 +32,23 @@ def do_revoke_api_keys(store: Store, key_name: str) -> int:
 
 
 def do_upsert_shopper(
-    store: Store, external_id: str, profile: dict[str, Any] | None = None
+    store: Store, external_id: str, profile: dict[str, Any] | None = None, lock: bool = False
 ) -> Shopper:
     """Find or create the shopper, updating the contact fields the caller sent.
 
     Blank values never overwrite known ones: an event without an email must not erase it.
+    One INSERT ... ON CONFLICT DO UPDATE and one SELECT (``FOR UPDATE`` with ``lock``),
+    whatever the shopper's state: this runs for every event and trigger.
     """
     updates = {k: v for k, v in (profile or {}).items() if k in SHOPPER_FIELDS and v}
-    shopper, created = Shopper.objects.get_or_create(
-        store=store, external_id=external_id, defaults=updates
+    row = Shopper(store=store, external_id=external_id, updated_at=timezone.now(), **updates)
+    [upserted] = Shopper.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["store", "external_id"],
+        update_fields=[*updates, "updated_at"],
     )
-    if not created:
-        changed = {k: v for k, v in updates.items() if getattr(shopper, k) != v}
-        if changed:
-            for field, value in changed.items():
-                setattr(shopper, field, value)
-            shopper.save(update_fields=[*changed, "updated_at"])
-    return shopper
+    shoppers = Shopper.objects.select_for_update() if lock else Shopper.objects.all()
+    if upserted.pk is None:  # backends that do not return ids from an upsert
+        return shoppers.get(store=store, external_id=external_id)
+    return shoppers.get(pk=upserted.pk)

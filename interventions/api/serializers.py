@@ -45,6 +45,12 @@ class ShopperProfileSerializer(StrictSerializer):
     locale = serializers.CharField(max_length=16, required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
     segment = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    push_tokens = serializers.ListField(
+        child=serializers.CharField(max_length=4096),
+        max_length=20,
+        required=False,
+        help_text="FCM registration tokens of the shopper's devices; registered for push.",
+    )
 
     def validate_timezone(self, value: str) -> str:
         import zoneinfo

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import ConcurrentViewMixin
 from config.errors import error_body, flatten_field_errors
 from interventions import actions
 from interventions.api.serializers import (
@@ -46,7 +47,7 @@ class Conflict(exceptions.APIException):
     default_detail = "The intervention is not in a state that allows this."
 
 
-class EventView(APIView):
+class EventView(ConcurrentViewMixin, APIView):
     @extend_schema(
         request=EventSerializer,
         responses={202: EventResultSerializer},
@@ -83,6 +84,7 @@ class NewestFirst(CursorPagination):
 
 
 class InterventionViewSet(
+    ConcurrentViewMixin,
     StoreScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

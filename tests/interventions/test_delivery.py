@@ -143,3 +143,30 @@ def test_sweeper_never_resends_an_email_whose_worker_died_mid_send(shop, provide
     assert intervention.status == Status.SENT
     assert intervention.status_reason.startswith("sent-unconfirmed")
     assert provider.received == []
+
+
+def test_fallback_skips_a_channel_the_template_cannot_render(shop, provider):
+    from templates.actions import do_create_version, do_publish_version
+    from templates.models import Template
+
+    template = Template.objects.create(store=shop.store, key="email-only", name="Email only")
+    version = do_create_version(
+        template,
+        content={
+            "en": {
+                "email": {"subject": "Hi", "text": "Come back", "html": "<p>Back</p>"},
+                "websocket": {"title": "Still there?", "body": "Your cart is waiting"},
+            }
+        },
+    )
+    do_publish_version(template, version)
+    shop.store.fallback_chain = ["email", "sms", "websocket"]
+    shop.store.save()
+    provider.scripted = [400]
+
+    intervention = trigger(shop, channel="auto", template="email-only")
+
+    intervention.refresh_from_db()
+    assert intervention.channel == "websocket"
+    assert intervention.content["title"] == "Still there?"
+    assert "sms skipped" in intervention.events.filter(to_status="queued").last().reason

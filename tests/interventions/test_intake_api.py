@@ -331,3 +331,14 @@ def test_campaigns_api_is_store_scoped_and_validated(shop, other_shop):
         f"/api/v1/campaigns/{created.json()['id']}", {"is_active": False}, format="json"
     )
     assert patched.json()["is_active"] is False
+
+
+def test_push_tokens_arriving_with_an_event_make_push_reachable(shop):
+    Campaign.objects.create(store=shop.store, name="Push", trigger="cart_abandoned", channel="push")
+
+    [outcome] = post_event(shop, "cart_abandoned", user={"push_tokens": ["fcm-token-1"]}).json()[
+        "interventions"
+    ]
+
+    assert outcome["channel"] == "push"
+    assert outcome["status"] in ("sent", "queued")
