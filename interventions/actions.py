@@ -52,7 +52,8 @@ from templates.rendering import render_message
 
 logger = structlog.get_logger(__name__)
 
-CHANNEL_ADDRESS_FIELDS = {"email": "email", "sms": "phone"}
+# Interventions per Celery task when a batch is dispatched.
+DISPATCH_CHUNK = 100
 
 
 class InterventionConflict(Exception):
@@ -196,34 +197,25 @@ def _render(
     return render_message(store.pk, template_key, channel, context, shopper.locale)
 
 
-def _create_decided(
+def _build_decided(
     *,
     store: Store,
     shopper: Shopper,
     cart: Cart | None,
     request: decisions.Request,
+    facts: decisions.ShopperFacts,
+    history: list[decisions.PastIntervention],
     origin: str,
+    now: datetime,
     campaign: Campaign | None = None,
     personalization: dict[str, Any] | None = None,
     idempotency_key: str = "",
     fingerprint: str = "",
     extra_reasons: Iterable[str] = (),
-) -> Intervention:
-    """Decide, render and store one intervention; dispatch it once the transaction commits."""
+) -> tuple[Intervention, InterventionEvent]:
+    """Decide and render one intervention, unsaved: the single and the bulk paths save."""
     started = monotonic_time.perf_counter()
-    now = timezone.now()
-    channels = decisions.ALL_CHANNELS if request.channel == "auto" else (request.channel,)
-    # Explicit triggers skip frequency caps, so they need no history.
-    history = [] if request.explicit else recent_history(shopper, now)
-    decision = decisions.decide(
-        request,
-        shopper_facts(shopper, channels),
-        cart_facts(cart),
-        store_rules(store),
-        history,
-        now,
-    )
-    metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
+    decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
     reasons = [*extra_reasons, *decision.reasons]
     personalization = personalization or {}
     discount = _discount_for(cart, campaign)
@@ -246,8 +238,8 @@ def _create_decided(
         except RenderError as exc:
             status = Status.FAILED
             reasons.append(f"failed: template could not be rendered: {exc}")
-
-    intervention = Intervention.objects.create(
+    metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
+    intervention = Intervention(
         store=store,
         shopper=shopper,
         cart=cart,
@@ -268,7 +260,7 @@ def _create_decided(
         request_fingerprint=fingerprint,
         queued_at=now if status == Status.QUEUED else None,
     )
-    InterventionEvent.objects.create(
+    created = InterventionEvent(
         intervention=intervention,
         from_status="",
         to_status=status,
@@ -276,19 +268,58 @@ def _create_decided(
         detail={"reasons": reasons},
         at=now,
     )
-    metrics.INTERVENTIONS_DECIDED.labels(
-        status=status, channel=intervention.channel or "none"
-    ).inc()
-    logger.info(
-        "intervention_decided",
-        intervention_id=str(intervention.pk),
-        store_id=str(store.pk),
-        status=status,
-        channel=intervention.channel,
-        reasons=reasons,
+    return intervention, created
+
+
+def _announce(interventions: list[Intervention]) -> None:
+    """Metrics and a log line per decision; queued ones are dispatched after commit."""
+    for intervention in interventions:
+        metrics.INTERVENTIONS_DECIDED.labels(
+            status=intervention.status, channel=intervention.channel or "none"
+        ).inc()
+        logger.info(
+            "intervention_decided",
+            intervention_id=str(intervention.pk),
+            store_id=str(intervention.store_id),
+            status=intervention.status,
+            channel=intervention.channel,
+            reasons=intervention.decision["reasons"],
+        )
+    queued = [i for i in interventions if i.status == Status.QUEUED]
+    if len(queued) == 1:
+        transaction.on_commit(partial(dispatch, queued[0].pk, queued[0].channel))
+    elif queued:
+        transaction.on_commit(partial(dispatch_many, [(i.pk, i.channel) for i in queued]))
+
+
+def _create_decided(
+    *,
+    store: Store,
+    shopper: Shopper,
+    cart: Cart | None,
+    request: decisions.Request,
+    origin: str,
+    **fields: Any,
+) -> Intervention:
+    """Decide, render and store one intervention; dispatch it once the transaction commits."""
+    now = timezone.now()
+    channels = decisions.ALL_CHANNELS if request.channel == "auto" else (request.channel,)
+    # Explicit triggers skip frequency caps, so they need no history.
+    history = [] if request.explicit else recent_history(shopper, now)
+    intervention, created = _build_decided(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        request=request,
+        facts=shopper_facts(shopper, channels),
+        history=history,
+        origin=origin,
+        now=now,
+        **fields,
     )
-    if status == Status.QUEUED:
-        transaction.on_commit(lambda: dispatch(intervention.pk, intervention.channel))
+    intervention.save(force_insert=True)
+    created.save(force_insert=True)
+    _announce([intervention])
     return intervention
 
 
@@ -360,20 +391,6 @@ def _trigger(
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
     )
-
-
-def check_trigger_batch(store: Store, triggers: list[dict[str, Any]]) -> list[Outcome | Exception]:
-    """Each trigger on its own: one bad item does not sink the others."""
-    results: list[Outcome | Exception] = []
-    for trigger in triggers:
-        key = trigger.pop("idempotency_key", "") or ""
-        try:
-            intervention, created = check_trigger_intervention(store, trigger, key)
-        except (InterventionConflict, IntegrityError, ValueError) as exc:
-            results.append(exc)
-        else:
-            results.append(Outcome(intervention, created))
-    return results
 
 
 # --- Events ---------------------------------------------------------------
@@ -646,6 +663,32 @@ def dispatch(intervention_id: Any, channel: str) -> None:
             queue=channel,
             error=str(exc),
         )
+
+
+def dispatch_many(queued: list[tuple[Any, str]]) -> None:
+    """Dispatch a batch: one Celery task per chunk and channel instead of one per item.
+
+    WebSocket items go through the websocket queue here too: publishing a whole batch
+    inline would hold the API response for the length of the batch.
+    """
+    from interventions.tasks import deliver_interventions
+
+    by_channel: dict[str, list[str]] = {}
+    for pk, channel in queued:
+        by_channel.setdefault(channel, []).append(str(pk))
+    for channel, ids in by_channel.items():
+        for start in range(0, len(ids), DISPATCH_CHUNK):
+            chunk = ids[start : start + DISPATCH_CHUNK]
+            try:
+                deliver_interventions.apply_async(args=(chunk,), queue=channel)
+            except Exception as exc:
+                metrics.ENQUEUE_FAILURES.labels(queue=channel).inc(len(chunk))
+                logger.error(
+                    "enqueue_failed_sweeper_will_retry",
+                    queue=channel,
+                    count=len(chunk),
+                    error=str(exc),
+                )
 
 
 def _block_at_send_time(intervention: Intervention) -> str:

@@ -28,6 +28,7 @@ from interventions.api.serializers import (
     ScheduleSerializer,
     TriggerSerializer,
 )
+from interventions.batch import check_trigger_batch
 from interventions.models import Intervention, Status
 from stores.api.scoping import StoreScopedMixin
 from stores.auth import store_of
@@ -204,7 +205,7 @@ class InterventionViewSet(
                     "status": 400,
                     **error_body("invalid", "Invalid item.", fields),
                 }
-        outcomes = actions.check_trigger_batch(self.store, [trigger for _, trigger in valid])
+        outcomes = check_trigger_batch(self.store, [trigger for _, trigger in valid])
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, actions.Outcome):
                 assert outcome.intervention is not None

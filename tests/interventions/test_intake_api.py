@@ -342,3 +342,59 @@ def test_push_tokens_arriving_with_an_event_make_push_reachable(shop):
 
     assert outcome["channel"] == "push"
     assert outcome["status"] in ("sent", "queued")
+
+
+def test_batch_decides_each_item_like_a_single_trigger(shop, provider):
+    from notifications.models import Suppression
+
+    Suppression.objects.create(
+        store=shop.store, channel="email", address="gone@example.test", reason="bounce"
+    )
+    items = [
+        {
+            "user_id": "a",
+            "cart_id": "ca",
+            "channel": "email",
+            "user": {"email": "a@example.test"},
+            "cart": CART,
+        },
+        {"user_id": "b", "channel": "email", "user": {"email": "gone@example.test"}},
+        {"user_id": "a", "cart_id": "ca2", "channel": "sms", "user": {"phone": "+33612345678"}},
+        {"user_id": "c", "channel": "auto"},
+    ]
+
+    body = shop.client.post(
+        "/api/v1/interventions/batch", {"interventions": items}, format="json"
+    ).json()
+
+    stored = [Intervention.objects.get(pk=r["intervention"]["id"]) for r in body["results"]]
+    assert [(i.channel, i.status) for i in stored] == [
+        ("email", "sent"),
+        ("email", "suppressed"),
+        ("sms", "sent"),
+        ("websocket", "sent"),
+    ]
+    shopper_a = Intervention.objects.filter(shopper__external_id="a").first().shopper
+    assert (shopper_a.email, shopper_a.phone) == ("a@example.test", "+33612345678")
+    assert sorted(m["to"] for m in provider.received) == ["+33612345678", "a@example.test"]
+    assert body["results"][0]["intervention"]["cart_id"] == "ca"
+
+
+def test_batch_idempotency_keys_against_earlier_requests_and_within_the_batch(shop):
+    shop.client.post(
+        "/api/v1/interventions", {"user_id": "a"}, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+    )
+    items = [
+        {"user_id": "a", "idempotency_key": "k1"},
+        {"user_id": "z", "idempotency_key": "k1"},
+        {"user_id": "b", "idempotency_key": "k2"},
+        {"user_id": "b", "idempotency_key": "k2"},
+    ]
+
+    body = shop.client.post(
+        "/api/v1/interventions/batch", {"interventions": items}, format="json"
+    ).json()
+
+    assert [r["status"] for r in body["results"]] == [200, 409, 201, 200]
+    assert body["results"][2]["intervention"]["id"] == body["results"][3]["intervention"]["id"]
+    assert Intervention.objects.count() == 2

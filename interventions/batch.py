@@ -1,0 +1,260 @@
+"""Explicit triggers in bulk (POST /api/v1/interventions/batch).
+
+Same decisions as one trigger at a time (``actions._build_decided``), with the I/O
+batched: shoppers and carts are upserted with one statement per shape, devices and
+suppressions are read with one query each, interventions and their first history
+rows are inserted with one statement each, and dispatch is one Celery task per chunk.
+Python work per item is what is left (docs/benchmarks.md).
+
+If the bulk insert hits a constraint (an Idempotency-Key raced by a concurrent
+request), the batch is redone one item at a time, which resolves each key on its own.
+"""
+
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from interventions import decisions
+from interventions.actions import (
+    InterventionConflict,
+    Outcome,
+    _announce,
+    _build_decided,
+    _idempotent_replay,
+    _json_safe,
+    _register_push_tokens,
+    check_trigger_intervention,
+    request_fingerprint,
+)
+from interventions.models import Cart, Intervention, InterventionEvent
+from interventions.realtime.registry import is_connected
+from notifications.models import Device, Suppression
+from stores.actions import SHOPPER_FIELDS
+from stores.models import Shopper, Store
+
+logger = structlog.get_logger(__name__)
+
+CART_FIELDS = ("value", "currency", "items")
+
+
+def check_trigger_batch(store: Store, triggers: list[dict[str, Any]]) -> list[Outcome | Exception]:
+    """One result per trigger, in order; one bad item does not sink the others."""
+    keys = [trigger.pop("idempotency_key", "") or "" for trigger in triggers]
+    fingerprints = [
+        request_fingerprint(t) if k else "" for t, k in zip(triggers, keys, strict=True)
+    ]
+    results: list[Outcome | Exception | None] = [None] * len(triggers)
+
+    earlier = {
+        i.idempotency_key: i
+        for i in Intervention.objects.filter(
+            store=store, idempotency_key__in=[k for k in keys if k]
+        ).select_related("shopper", "cart")
+    }
+    first_in_batch: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    todo: list[int] = []
+    for index, key in enumerate(keys):
+        if key and key in earlier:
+            results[index] = _replay(earlier[key], fingerprints[index])
+        elif key and key in first_in_batch:
+            repeats[index] = first_in_batch[key]
+        else:
+            if key:
+                first_in_batch[key] = index
+            todo.append(index)
+
+    try:
+        with transaction.atomic():
+            created = _create_all(store, [triggers[i] for i in todo], [keys[i] for i in todo],
+                                  [fingerprints[i] for i in todo])  # fmt: skip
+    except IntegrityError:
+        logger.warning("batch_insert_conflict_retrying_one_by_one", store_id=str(store.pk))
+        return _one_by_one(store, triggers, keys)
+    for index, intervention in zip(todo, created, strict=True):
+        results[index] = Outcome(intervention, True)
+    for index, original in repeats.items():
+        first = results[original]
+        results[index] = (
+            _replay(first.intervention, fingerprints[index])
+            if isinstance(first, Outcome) and first.intervention is not None
+            else first
+        )
+    return [r if r is not None else ValueError("not processed") for r in results]
+
+
+def _replay(intervention: Intervention, fingerprint: str) -> Outcome | Exception:
+    try:
+        return Outcome(_idempotent_replay(intervention, fingerprint), False)
+    except InterventionConflict as exc:
+        return exc
+
+
+def _one_by_one(
+    store: Store, triggers: list[dict[str, Any]], keys: list[str]
+) -> list[Outcome | Exception]:
+    results: list[Outcome | Exception] = []
+    for trigger, key in zip(triggers, keys, strict=True):
+        try:
+            intervention, created = check_trigger_intervention(store, trigger, key)
+        except (InterventionConflict, IntegrityError) as exc:
+            results.append(exc)
+        else:
+            results.append(Outcome(intervention, created))
+    return results
+
+
+def _create_all(
+    store: Store, triggers: list[dict[str, Any]], keys: list[str], fingerprints: list[str]
+) -> list[Intervention]:
+    if not triggers:
+        return []
+    now = timezone.now()
+    shoppers = _upsert_shoppers(store, triggers, now)
+    carts = _upsert_carts(store, triggers, shoppers, now)
+    for trigger in triggers:
+        if (trigger.get("user") or {}).get("push_tokens"):
+            _register_push_tokens(store, shoppers[trigger["user_id"]], trigger["user"])
+    tokens, suppressed = _reachability(store, shoppers)
+
+    interventions: list[Intervention] = []
+    events: list[InterventionEvent] = []
+    for trigger, key, fingerprint in zip(triggers, keys, fingerprints, strict=True):
+        shopper = shoppers[trigger["user_id"]]
+        channel = trigger.get("channel", "auto")
+        request = decisions.Request(
+            channel=channel,
+            explicit=True,
+            template_key=trigger.get("template", ""),
+            send_at=trigger.get("scheduled_at"),
+        )
+        facts = _facts(shopper, tokens.get(shopper.pk, []), suppressed, channel == "auto")
+        intervention, created = _build_decided(
+            store=store,
+            shopper=shopper,
+            cart=carts.get(trigger.get("cart_id") or ""),
+            request=request,
+            facts=facts,
+            history=[],  # explicit triggers skip frequency caps
+            origin="trigger",
+            now=now,
+            personalization=trigger.get("personalization") or {},
+            idempotency_key=key,
+            fingerprint=fingerprint,
+        )
+        interventions.append(intervention)
+        events.append(created)
+    Intervention.objects.bulk_create(interventions)
+    InterventionEvent.objects.bulk_create(events)
+    _announce(interventions)
+    return interventions
+
+
+def _merged(rows: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One entry per key, later non-blank values winning: ON CONFLICT DO UPDATE may not
+    touch the same row twice in one statement."""
+    merged: dict[str, dict[str, Any]] = {}
+    for key, values in rows:
+        merged.setdefault(key, {}).update({k: v for k, v in values.items() if v not in (None, "")})
+    return merged
+
+
+def _upsert_grouped(model: Any, store: Store, rows: dict[str, dict[str, Any]], now: Any) -> None:
+    """Upsert by (store, external_id), one statement per set of provided fields, so a
+    field a trigger did not send is never overwritten."""
+    by_shape: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+    for external_id, values in rows.items():
+        by_shape[tuple(sorted(values))].append(
+            model(store=store, external_id=external_id, updated_at=now, **values)
+        )
+    for shape, objects in by_shape.items():
+        model.objects.bulk_create(
+            objects,
+            update_conflicts=True,
+            unique_fields=["store", "external_id"],
+            update_fields=[*shape, "updated_at"],
+        )
+
+
+def _upsert_shoppers(store: Store, triggers: list[dict[str, Any]], now: Any) -> dict[str, Shopper]:
+    rows = _merged(
+        [
+            (t["user_id"], {k: v for k, v in (t.get("user") or {}).items() if k in SHOPPER_FIELDS})
+            for t in triggers
+        ]
+    )
+    _upsert_grouped(Shopper, store, rows, now)
+    return {
+        s.external_id: s for s in Shopper.objects.filter(store=store, external_id__in=list(rows))
+    }
+
+
+def _upsert_carts(
+    store: Store, triggers: list[dict[str, Any]], shoppers: dict[str, Shopper], now: Any
+) -> dict[str, Cart]:
+    rows = _merged(
+        [
+            (
+                t["cart_id"],
+                {
+                    **_json_safe(
+                        {k: v for k, v in (t.get("cart") or {}).items() if k in CART_FIELDS}
+                    ),
+                    "shopper": shoppers[t["user_id"]],
+                },
+            )
+            for t in triggers
+            if t.get("cart_id")
+        ]
+    )
+    if not rows:
+        return {}
+    _upsert_grouped(Cart, store, rows, now)
+    return {c.external_id: c for c in Cart.objects.filter(store=store, external_id__in=list(rows))}
+
+
+def _reachability(
+    store: Store, shoppers: dict[str, Shopper]
+) -> tuple[dict[int, list[str]], set[tuple[str, str]]]:
+    tokens: dict[int, list[str]] = defaultdict(list)
+    for shopper_id, token in Device.objects.filter(
+        store=store, shopper__in=list(shoppers.values()), active=True
+    ).values_list("shopper_id", "token"):
+        tokens[shopper_id].append(token)
+    addresses = {s.email for s in shoppers.values() if s.email} | {
+        s.phone for s in shoppers.values() if s.phone
+    }
+    suppressed = set(
+        Suppression.objects.filter(store=store, address__in=list(addresses)).values_list(
+            "channel", "address"
+        )
+    )
+    return tokens, suppressed
+
+
+def _facts(
+    shopper: Shopper, tokens: list[str], suppressed: set[tuple[str, str]], auto: bool
+) -> decisions.ShopperFacts:
+    reachable = {"websocket"}
+    if shopper.email:
+        reachable.add("email")
+    if shopper.phone:
+        reachable.add("sms")
+    if tokens:
+        reachable.add("push")
+    return decisions.ShopperFacts(
+        timezone=shopper.timezone,
+        segment=shopper.segment,
+        channel_preferences=tuple(shopper.channel_preferences or ()),
+        opted_out_channels=frozenset(shopper.opted_out_channels or ()),
+        suppressed_channels=frozenset(
+            channel
+            for channel, address in (("email", shopper.email), ("sms", shopper.phone))
+            if address and (channel, address) in suppressed
+        ),
+        reachable_channels=frozenset(reachable),
+        connected=auto and is_connected(str(shopper.store_id), shopper.external_id),
+    )
