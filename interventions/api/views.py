@@ -48,6 +48,19 @@ class Conflict(exceptions.APIException):
     default_detail = "The intervention is not in a state that allows this."
 
 
+def batch_summary(intervention: Intervention) -> dict[str, Any]:
+    """What a batch caller needs per item; full serialization cost ~2 ms an item."""
+    return {
+        "id": str(intervention.pk),
+        "status": intervention.status,
+        "channel": intervention.channel,
+        "user_id": intervention.shopper.external_id,
+        "cart_id": intervention.cart.external_id if intervention.cart else None,
+        "send_at": intervention.send_at.isoformat() if intervention.send_at else None,
+        "reasons": intervention.decision.get("reasons", []),
+    }
+
+
 class EventView(ConcurrentViewMixin, APIView):
     @extend_schema(
         request=EventSerializer,
@@ -185,8 +198,9 @@ class InterventionViewSet(
             )
         },
         summary=f"Trigger up to {settings.INTERVENTION_BATCH_MAX} interventions",
-        description="One result per item, in order: `{status: 201|200, intervention}` or "
-        "`{status: 400|409, error}`. One bad item does not sink the others.",
+        description="One result per item, in order: `{status: 201|200, intervention: {id, "
+        "status, channel, send_at, reasons}}` or `{status: 400|409, error}`. One bad item does "
+        "not sink the others. The full intervention is at `GET /api/v1/interventions/{id}`.",
     )
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
@@ -195,23 +209,22 @@ class InterventionViewSet(
         items = envelope.validated_data["interventions"]
         results: list[dict[str, Any] | None] = [None] * len(items)
         valid: list[tuple[int, dict[str, Any]]] = []
+        # One validator for every item: building a serializer deep-copies its fields,
+        # which cost more than the validation itself (~1 ms an item).
+        validator = BatchItemSerializer()
         for index, item in enumerate(items):
-            serializer = BatchItemSerializer(data=item)
-            if serializer.is_valid():
-                valid.append((index, dict(serializer.validated_data)))
-            else:
-                fields = flatten_field_errors(serializer.errors)
-                results[index] = {
-                    "status": 400,
-                    **error_body("invalid", "Invalid item.", fields),
-                }
+            try:
+                valid.append((index, dict(validator.run_validation(item))))
+            except serializers.ValidationError as exc:
+                fields = flatten_field_errors(exc.detail)
+                results[index] = {"status": 400, **error_body("invalid", "Invalid item.", fields)}
         outcomes = check_trigger_batch(self.store, [trigger for _, trigger in valid])
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, actions.Outcome):
                 assert outcome.intervention is not None
                 results[index] = {
                     "status": 201 if outcome.created else 200,
-                    "intervention": InterventionSerializer(outcome.intervention).data,
+                    "intervention": batch_summary(outcome.intervention),
                 }
             else:
                 code = 409 if isinstance(outcome, actions.InterventionConflict) else 400
