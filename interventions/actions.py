@@ -709,9 +709,11 @@ def _block_at_send_time(intervention: Intervention) -> str:
     return ""
 
 
-def _message_for(intervention: Intervention) -> OutboundMessage:
+def _message_for(
+    intervention: Intervention, recipient: str | list[str] | None = None
+) -> OutboundMessage:
     cart = intervention.cart
-    recipient = address_for(intervention.shopper, intervention.channel)
+    recipient = recipient or address_for(intervention.shopper, intervention.channel)
     assert recipient is not None
     return OutboundMessage(
         intervention_id=str(intervention.pk),

@@ -9,6 +9,7 @@ import asyncio
 import random
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
@@ -21,6 +22,8 @@ from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
 from interventions.realtime import actions, registry, replay
+from interventions.realtime.acks import ack_batcher
+from interventions.realtime.actions import AckRequest
 from interventions.realtime.protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
@@ -50,7 +53,6 @@ REFUSED = Counter(
 BAD_FRAMES = Counter(
     "ie_websocket_bad_frames_total", "Client frames answered with an error.", ["problem"]
 )
-ACKS = Counter("ie_websocket_acks_total", "Client acks, by outcome.", ["outcome"])
 IDLE_CLOSED = Counter(
     "ie_websocket_idle_closed_total", "Connections closed for silence beyond the idle timeout."
 )
@@ -58,8 +60,6 @@ FRAMES_SENT = Counter(
     "ie_websocket_frames_sent_total", "Intervention frames sent, by how.", ["how"]
 )
 
-# An ack can beat the pipeline's "sent" bookkeeping by a few milliseconds.
-ACK_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 REMEMBERED_FRAMES = 1000
 STORE_CACHE_SECONDS = 30.0
 
@@ -120,7 +120,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         resume_after = query.get("last_message_id", [""])[0]
         self.sent: OrderedDict[str, str] = OrderedDict()
         self.last_heard = time.monotonic()
-        self.retries: set[asyncio.Task[None]] = set()
         self.keep_alive: asyncio.Task[None] | None = None
 
         if resume_after and not STREAM_ID.match(resume_after):
@@ -287,40 +286,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def acknowledge(self, frame: ClientFrame) -> None:
         message_id = frame.payload["messageId"]
-        intervention_id = self.sent.get(message_id, "")
-        at = timezone.now()
-        outcome = await self.record_ack(intervention_id, message_id, at)
-        if outcome == "not_yet_sent":
-            task = asyncio.create_task(self.retry_ack(intervention_id, message_id, at))
-            self.retries.add(task)
-            task.add_done_callback(self.retries.discard)
-        elif outcome == "unknown":
-            BAD_FRAMES.labels("unknown_message").inc()
-            await self.send(
-                text_data=error_text(
-                    "unknown_message",
-                    f"No intervention was sent as {message_id[:40]!r}.",
-                    frame.message_id,
-                )
-            )
-
-    async def record_ack(self, intervention_id: str, message_id: str, at: Any) -> str:
-        outcome: str = await _db(actions.do_acknowledge, thread_sensitive=False)(
-            self.store_id, self.user_id, intervention_id, message_id, at
+        ack_batcher().submit(
+            AckRequest(
+                store_id=self.store_id,
+                user_id=self.user_id,
+                intervention_id=self.sent.get(message_id, ""),
+                message_id=message_id,
+                at=timezone.now(),
+            ),
+            partial(self.ack_was_for_nothing, frame.message_id),
         )
-        ACKS.labels(outcome).inc()
-        return outcome
 
-    async def retry_ack(self, intervention_id: str, message_id: str, at: Any) -> None:
-        for delay in ACK_RETRY_DELAYS:
-            await asyncio.sleep(delay)
-            if await self.record_ack(intervention_id, message_id, at) != "not_yet_sent":
-                return
-        logger.warning(
-            "websocket_ack_gave_up",
-            store_id=self.store_id,
-            intervention_id=intervention_id,
-            message_id=message_id,
+    async def ack_was_for_nothing(self, frame_message_id: str, ack: AckRequest) -> None:
+        BAD_FRAMES.labels("unknown_message").inc()
+        await self.send(
+            text_data=error_text(
+                "unknown_message",
+                f"No intervention was sent as {ack.message_id[:40]!r}.",
+                frame_message_id,
+            )
         )
 
     async def track(self, frame: ClientFrame) -> None:

@@ -44,19 +44,16 @@ def deliver_intervention(self: Task, intervention_id: str) -> str:
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=240)
 def deliver_interventions(intervention_ids: list[str]) -> dict[str, int]:
     """A chunk of a batch; an item with a transient error gets its own retrying task."""
-    outcomes: dict[str, int] = {}
-    for intervention_id in intervention_ids:
-        try:
-            outcome = actions.do_deliver(intervention_id)
-        except actions.TransientDeliveryError as exc:
-            deliver_intervention.apply_async(
-                args=(intervention_id,),
-                countdown=actions.retry_delay(0, exc.retry_after),
-                queue="retries",
-            )
-            outcome = "retrying"
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return outcomes
+    from interventions.batch import do_deliver_many
+
+    result = do_deliver_many(intervention_ids)
+    for intervention_id, retry_after in result.to_retry:
+        deliver_intervention.apply_async(
+            args=(intervention_id,),
+            countdown=actions.retry_delay(0, retry_after),
+            queue="retries",
+        )
+    return dict(result.outcomes)
 
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)

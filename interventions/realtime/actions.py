@@ -52,21 +52,63 @@ def access_room_intervention(
     return None
 
 
-def do_acknowledge(
-    store_id: str, user_id: str, intervention_id: str, message_id: str, at: datetime
-) -> str:
-    """A client's ack: sent → delivered. Returns what happened, for the consumer to decide
-    whether to try again: delivered | not_yet_sent | unknown | ignored."""
-    intervention = access_room_intervention(store_id, user_id, intervention_id, message_id)
-    if intervention is None:
-        return "unknown"
-    if intervention.status in (Status.QUEUED, Status.SENDING):
-        # The frame reached the browser before the pipeline recorded the send.
-        return "not_yet_sent"
-    if intervention.status != Status.SENT:
-        return "ignored"
-    delivered = pipeline.do_mark_delivered(intervention, source="websocket", at=at)
-    return "delivered" if delivered else "ignored"
+@dataclass(frozen=True)
+class AckRequest:
+    """A client's ack as the consumer saw it: which room, which frame, when."""
+
+    store_id: str
+    user_id: str
+    intervention_id: str
+    message_id: str
+    at: datetime
+
+
+def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:
+    """Clients' acks: sent → delivered. One outcome per ack, for the consumer to decide
+    whether to try again: delivered | not_yet_sent | unknown | ignored.
+
+    One query finds every intervention of the batch; scoping (store, and shopper on a
+    user connection) is checked per ack, so an ack for another store's or shopper's
+    intervention is ``unknown`` and changes nothing.
+    """
+    by_id = [
+        a.intervention_id for a in acks if a.intervention_id and _valid_uuid(a.intervention_id)
+    ]
+    by_message = [a.message_id for a in acks if not a.intervention_id and a.message_id]
+    found: dict[str, Intervention] = {}
+    if by_id:
+        for row in Intervention.objects.filter(pk__in=by_id, channel="websocket").select_related(
+            "shopper"
+        ):
+            found[str(row.pk)] = row
+    by_provider_id: dict[tuple[str, str], Intervention] = {}
+    if by_message:
+        for row in Intervention.objects.filter(
+            provider_message_id__in=by_message, channel="websocket"
+        ).select_related("shopper"):
+            by_provider_id[(str(row.store_id), row.provider_message_id)] = row
+    outcomes = []
+    for ack in acks:
+        intervention = (
+            found.get(ack.intervention_id)
+            if ack.intervention_id
+            else by_provider_id.get((ack.store_id, ack.message_id))
+        )
+        if (
+            intervention is None
+            or str(intervention.store_id) != ack.store_id
+            or (ack.user_id and intervention.shopper.external_id != ack.user_id)
+        ):
+            outcomes.append("unknown")
+        elif intervention.status in (Status.QUEUED, Status.SENDING):
+            # The frame reached the browser before the pipeline recorded the send.
+            outcomes.append("not_yet_sent")
+        elif intervention.status != Status.SENT:
+            outcomes.append("ignored")
+        else:
+            delivered = pipeline.do_mark_delivered(intervention, source="websocket", at=ack.at)
+            outcomes.append("delivered" if delivered else "ignored")
+    return outcomes
 
 
 def do_record_shopper_tracking(

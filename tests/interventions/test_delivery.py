@@ -170,3 +170,29 @@ def test_fallback_skips_a_channel_the_template_cannot_render(shop, provider):
     assert intervention.channel == "websocket"
     assert intervention.content["title"] == "Still there?"
     assert "sms skipped" in intervention.events.filter(to_status="queued").last().reason
+
+
+def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, provider):
+    from interventions.batch import do_deliver_many
+
+    later = (timezone.now() + timedelta(minutes=5)).isoformat()
+    ids = [
+        trigger(shop, user_id=f"u{n}", user={"email": f"u{n}@example.test"}, scheduled_at=later).pk
+        for n in range(3)
+    ]
+    opted_out = trigger(shop, user_id="quiet", user={"email": "q@example.test"}, scheduled_at=later)
+    opted_out.shopper.opted_out_channels = ["email"]
+    opted_out.shopper.save()
+    Intervention.objects.filter(pk__in=[*ids, opted_out.pk]).update(status=Status.QUEUED)
+    provider.scripted = [200, 400]  # the second send fails permanently
+
+    result = do_deliver_many([str(i) for i in [*ids, opted_out.pk]])
+
+    assert dict(result.outcomes) == {"skipped": 0, "sent": 2, "failed": 1, "suppressed": 1}
+    statuses = {i.shopper.external_id: i.status for i in Intervention.objects.all()}
+    assert statuses == {"u0": "sent", "u1": "failed", "u2": "sent", "quiet": "suppressed"}
+    sent = Intervention.objects.get(shopper__external_id="u0")
+    assert history(sent) == [("", "scheduled"), ("queued", "sending"), ("sending", "sent")]
+    assert sent.attempts_log.get().outcome == "succeeded"
+    assert do_deliver_many([str(ids[0])]).outcomes["skipped"] == 1
+    assert len(provider.received) == 3
