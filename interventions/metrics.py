@@ -48,6 +48,9 @@ class PipelineCollector(Collector):
         # Lets the registry learn the names without querying at import time.
         yield GaugeMetricFamily("engine_interventions", "", labels=["status", "channel"])
         yield GaugeMetricFamily("engine_queue_depth", "", labels=["queue"])
+        yield GaugeMetricFamily(
+            "engine_delivery_attempts_recent", "", labels=["channel", "outcome", "reason"]
+        )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.conf import settings
@@ -73,6 +76,7 @@ class PipelineCollector(Collector):
         except Exception:  # noqa: S110 - a scrape must not fail because the database is down
             pass
         yield by_status
+        yield self._attempts()
 
         depth = GaugeMetricFamily(
             "engine_queue_depth", "Tasks waiting in each Celery queue", labels=["queue"]
@@ -96,6 +100,35 @@ class PipelineCollector(Collector):
             except Exception:  # noqa: S110 - same: report what can be read
                 pass
         yield depth
+
+    def _attempts(self) -> GaugeMetricFamily:
+        """Delivery attempts by outcome and failure reason, whichever worker made them:
+        worker processes' own counters are not on this endpoint."""
+        from django.db.models import Count, F, Value
+        from django.db.models.functions import Left, StrIndex
+        from django.utils import timezone
+
+        from interventions.models import DeliveryAttempt
+
+        family = GaugeMetricFamily(
+            "engine_delivery_attempts_recent",
+            "Delivery attempts started in the last 24 hours, by channel, outcome and failure reason",
+            labels=["channel", "outcome", "reason"],
+        )
+        try:
+            rows = (
+                DeliveryAttempt.objects.filter(started_at__gte=timezone.now() - timedelta(days=1))
+                .annotate(colon=StrIndex(F("error"), Value(":")))
+                .annotate(reason=Left(F("error"), F("colon") - 1))
+                .values("channel", "outcome", "reason")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+            for row in rows:
+                family.add_metric([row["channel"], row["outcome"], row["reason"] or ""], row["n"])
+        except Exception:  # noqa: S110 - a scrape must not fail because the database is down
+            pass
+        return family
 
 
 REGISTRY.register(PipelineCollector())

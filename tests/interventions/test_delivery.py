@@ -196,3 +196,16 @@ def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, prov
     assert sent.attempts_log.get().outcome == "succeeded"
     assert do_deliver_many([str(ids[0])]).outcomes["skipped"] == 1
     assert len(provider.received) == 3
+
+
+def test_metrics_show_attempts_and_failure_reasons_from_every_process(shop, provider, client):
+    provider.scripted = [400]
+    trigger(shop)
+
+    body = client.get("/metrics").content.decode()
+
+    assert (
+        'engine_delivery_attempts_recent{channel="email",outcome="permanent_error",reason="http_400"} 1.0'
+        in body
+    )
+    assert 'engine_interventions{channel="email",status="failed"} 1.0' in body
