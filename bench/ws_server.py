@@ -1,0 +1,144 @@
+"""Shared set-up for the WebSocket benchmarks: a fresh database, one store, and real
+daphne processes on 127.0.0.1 (ports 18180+), each measured through /proc.
+
+Database `ie_realtime_bench` (dropped and re-created), Redis db 2 (only `ie:ws:*` keys
+are deleted). Nothing leaves 127.0.0.1.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DB = "ie_realtime_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+BASE_ENV = {
+    **os.environ,
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+    "REDIS_URL": REDIS_URL,
+    "LOG_LEVEL": "WARNING",
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+}
+
+
+def raise_open_files() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def prepare_store(max_connections: int = 50_000) -> dict[str, str]:
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter("ie:ws:*", count=5000):
+        client.delete(key)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=BASE_ENV, check=True
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "create_store", "--name", "Bench"],
+        cwd=ROOT,
+        env=BASE_ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    store = json.loads(out.stdout.strip().splitlines()[-1])
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{DB}", autocommit=True) as conn:
+        conn.execute(
+            "UPDATE stores_store SET max_websocket_connections = %s, "
+            "frequency_cap_per_hour = 1000 WHERE id = %s",
+            [max_connections, store["store_id"]],
+        )
+    return store
+
+
+def issue_tokens(store_id: str, user_ids: list[str]) -> list[str]:
+    """Tokens minted in a child process with the servers' settings (same SECRET_KEY)."""
+    script = (
+        "import django, json, sys; django.setup()\n"
+        "from interventions.realtime.tokens import issue_token\n"
+        "users = json.load(sys.stdin)\n"
+        f"print(json.dumps([issue_token({store_id!r}, 'user', u, ttl=7200)[0] for u in users]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=BASE_ENV,
+        input=json.dumps(user_ids),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+class Server:
+    def __init__(self, port: int, **env: str):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}"
+        self.env = {**BASE_ENV, **env}
+        self.log = open(f"/tmp/ws-bench-{port}.log", "w")  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Server":
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "config.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_open_files,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"daphne on {self.port} did not start; see {self.log.name}")
+
+    def rss_kib(self) -> int:
+        assert self.process
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self) -> float:
+        assert self.process
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
