@@ -88,11 +88,15 @@ def test_event_is_decided_queued_and_delivered_by_a_worker(stack):
         response = stack.post(
             "/api/v1/events",
             {"type": "cart_abandoned", "cart_id": "c1", "user_id": "sam", "user": SAM},
+            **{"X-Request-ID": "req-e2e-42"},
         )
 
         [created] = response.json()["interventions"]
         wait_for(lambda: status_of(created["id"]) == Status.SENT, timeout=30)
     assert [m["to"] for m in stack.provider.received] == ["sam@example.test"]
+    # The request id travels with the task, so one id finds the whole story in the logs.
+    assert response.headers["X-Request-ID"] == "req-e2e-42"
+    assert "request_id=req-e2e-42" in (stack.logs / "worker.log").read_text()
 
 
 def test_checkout_before_the_delay_cancels_and_nothing_is_sent(stack):
