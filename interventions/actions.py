@@ -90,33 +90,53 @@ def shopper_facts(
     explicit email trigger does not pay for device, suppression or connection look-ups
     of other channels."""
     channels = set(channels)
-    reachable = {"websocket"}
-    addresses: dict[str, str] = {}
-    for channel in channels & {"email", "sms", "push"}:
-        address = address_for(shopper, channel)
-        if address:
-            reachable.add(channel)
-            if isinstance(address, str):
-                addresses[channel] = address
-    suppressed: set[str] = set()
-    if addresses:
-        rows = Suppression.objects.filter(
-            store_id=shopper.store_id,
-            channel__in=list(addresses),
-            address__in=list(addresses.values()),
-        ).values_list("channel", "address")
-        suppressed = {channel for channel, address in rows if addresses.get(channel) == address}
+    tokens = address_for(shopper, "push") if "push" in channels else None
+    addresses = [
+        address
+        for channel, address in (("email", shopper.email), ("sms", shopper.phone))
+        if channel in channels and address
+    ]
+    suppressed = (
+        set(
+            Suppression.objects.filter(
+                store_id=shopper.store_id, address__in=addresses
+            ).values_list("channel", "address")
+        )
+        if addresses
+        else set()
+    )
     connected = (
         "websocket" in channels
         and len(channels) > 1
         and is_connected(str(shopper.store_id), shopper.external_id)
     )
+    return facts_from(shopper, tokens or (), suppressed, connected)
+
+
+def facts_from(
+    shopper: Shopper,
+    push_tokens: Iterable[str],
+    suppressed: set[tuple[str, str]],
+    connected: bool,
+) -> decisions.ShopperFacts:
+    """The decision's view of a shopper, from data already fetched (one by one or in bulk)."""
+    reachable = {"websocket"}
+    if shopper.email:
+        reachable.add("email")
+    if shopper.phone:
+        reachable.add("sms")
+    if any(True for _ in push_tokens):
+        reachable.add("push")
     return decisions.ShopperFacts(
         timezone=shopper.timezone,
         segment=shopper.segment,
         channel_preferences=tuple(shopper.channel_preferences or ()),
         opted_out_channels=frozenset(shopper.opted_out_channels or ()),
-        suppressed_channels=frozenset(suppressed),
+        suppressed_channels=frozenset(
+            channel
+            for channel, address in (("email", shopper.email), ("sms", shopper.phone))
+            if address and (channel, address) in suppressed
+        ),
         reachable_channels=frozenset(reachable),
         connected=connected,
     )

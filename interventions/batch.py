@@ -34,6 +34,7 @@ from interventions.actions import (
     _register_push_tokens,
     check_trigger_intervention,
     do_deliver,
+    facts_from,
     request_fingerprint,
 )
 from interventions.models import Cart, DeliveryAttempt, Intervention, InterventionEvent, Status
@@ -139,7 +140,8 @@ def _create_all(
             template_key=trigger.get("template", ""),
             send_at=trigger.get("scheduled_at"),
         )
-        facts = _facts(shopper, tokens.get(shopper.pk, []), suppressed, channel == "auto")
+        connected = channel == "auto" and is_connected(str(store.pk), shopper.external_id)
+        facts = facts_from(shopper, tokens.get(shopper.pk, []), suppressed, connected)
         intervention, created = _build_decided(
             store=store,
             shopper=shopper,
@@ -241,31 +243,6 @@ def _reachability(
         )
     )
     return tokens, suppressed
-
-
-def _facts(
-    shopper: Shopper, tokens: list[str], suppressed: set[tuple[str, str]], auto: bool
-) -> decisions.ShopperFacts:
-    reachable = {"websocket"}
-    if shopper.email:
-        reachable.add("email")
-    if shopper.phone:
-        reachable.add("sms")
-    if tokens:
-        reachable.add("push")
-    return decisions.ShopperFacts(
-        timezone=shopper.timezone,
-        segment=shopper.segment,
-        channel_preferences=tuple(shopper.channel_preferences or ()),
-        opted_out_channels=frozenset(shopper.opted_out_channels or ()),
-        suppressed_channels=frozenset(
-            channel
-            for channel, address in (("email", shopper.email), ("sms", shopper.phone))
-            if address and (channel, address) in suppressed
-        ),
-        reachable_channels=frozenset(reachable),
-        connected=auto and is_connected(str(shopper.store_id), shopper.external_id),
-    )
 
 
 @dataclass
