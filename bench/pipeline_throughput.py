@@ -89,7 +89,7 @@ def trigger(n: int, run: str) -> dict:
     }
 
 
-async def run_single(base: str, headers: dict, count: int, concurrency: int) -> list[float]:
+async def run_single(bases: list[str], headers: dict, count: int, concurrency: int) -> list[float]:
     run, latencies, queue = uuid.uuid4().hex[:6], [], asyncio.Queue()
     for n in range(count):
         queue.put_nowait(n)
@@ -99,7 +99,9 @@ async def run_single(base: str, headers: dict, count: int, concurrency: int) -> 
             n = queue.get_nowait()
             started = time.perf_counter()
             response = await http.post(
-                f"{base}/api/v1/interventions", json=trigger(n, run), headers=headers
+                f"{bases[n % len(bases)]}/api/v1/interventions",
+                json=trigger(n, run),
+                headers=headers,
             )
             latencies.append(time.perf_counter() - started)
             assert response.status_code == 201, response.text
@@ -112,7 +114,7 @@ async def run_single(base: str, headers: dict, count: int, concurrency: int) -> 
 
 
 async def run_batch(
-    base: str, headers: dict, count: int, batch_size: int, concurrency: int
+    bases: list[str], headers: dict, count: int, batch_size: int, concurrency: int
 ) -> list[float]:
     run, latencies = uuid.uuid4().hex[:6], []
     batches = [list(range(i, min(i + batch_size, count))) for i in range(0, count, batch_size)]
@@ -126,7 +128,9 @@ async def run_batch(
             started = time.perf_counter()
             body = {"interventions": [trigger(n, run) for n in batch]}
             response = await http.post(
-                f"{base}/api/v1/interventions/batch", json=body, headers=headers
+                f"{bases[batch[0] // batch_size % len(bases)]}/api/v1/interventions/batch",
+                json=body,
+                headers=headers,
             )
             latencies.append(time.perf_counter() - started)
             assert response.status_code == 207, response.text[:500]
@@ -152,6 +156,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--port", type=int, default=18077)
+    parser.add_argument(
+        "--web", type=int, default=1,
+        help="daphne processes (ports PORT, PORT+1, ...); the client spreads requests over them "
+        "as a load balancer would",
+    )  # fmt: skip
     args = parser.parse_args()
 
     env = {
@@ -163,15 +172,19 @@ def main() -> None:
     }
     key = prepare(env)
     headers = {"Authorization": f"Api-Key {key}"}
-    base = f"http://127.0.0.1:{args.port}"
+    bases = [f"http://127.0.0.1:{args.port + n}" for n in range(args.web)]
+    base = bases[0]
     logs = open("/tmp/bench-pipeline.log", "wb")  # noqa: SIM115 - lives as long as the servers
-    web = subprocess.Popen(
-        [str(BIN / "daphne"), "-p", str(args.port), "config.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=logs,
-        stderr=subprocess.STDOUT,
-    )
+    webs = [
+        subprocess.Popen(
+            [str(BIN / "daphne"), "-p", str(args.port + n), "config.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(args.web)
+    ]
     worker = subprocess.Popen(
         [
             str(BIN / "celery"),
@@ -194,18 +207,19 @@ def main() -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        for url in bases:
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{url}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
         started = time.perf_counter()
         if args.mode == "single":
-            latencies = asyncio.run(run_single(base, headers, args.count, args.concurrency))
+            latencies = asyncio.run(run_single(bases, headers, args.count, args.concurrency))
         else:
             latencies = asyncio.run(
-                run_batch(base, headers, args.count, args.batch_size, min(args.concurrency, 4))
+                run_batch(bases, headers, args.count, args.batch_size, min(args.concurrency, 4))
             )
         accepted = time.perf_counter() - started
         deadline = time.monotonic() + 600
@@ -237,10 +251,10 @@ def main() -> None:
             )
         )
     finally:
-        web.terminate()
-        worker.terminate()
-        web.wait()
-        worker.wait()
+        for process in [*webs, worker]:
+            process.terminate()
+        for process in [*webs, worker]:
+            process.wait()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""What `make test` and `make run` rely on: the service probe and the embedded mode."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.support.processes import ROOT, free_port, running, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_make_test_names_the_missing_service_and_how_to_start_it():
+    closed = free_port()
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": f"redis://127.0.0.1:{closed}/0"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "config.services", "require"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert "Redis" in result.stderr
+    assert "redis-server" in result.stderr
+    assert "PostgreSQL" not in result.stderr
+
+
+def test_embedded_mode_serves_the_product_on_sqlite_without_redis(tmp_path):
+    port = free_port()
+    env = {
+        "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
+        "ENGINE_EMBEDDED": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'engine.sqlite3'}",
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        "DEMO_STOREFRONT_ENABLED": "1",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    seeded = subprocess.run(
+        [*manage, "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    demo = json.loads(seeded.stdout.strip().splitlines()[-1])
+    daphne = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "config.asgi:application",
+    ]
+
+    with running(daphne, env, tmp_path / "web.log"):
+        base = f"http://127.0.0.1:{port}"
+
+        def ready():
+            try:
+                return requests.get(f"{base}/health/ready", timeout=2)
+            except requests.ConnectionError:
+                return None
+
+        assert wait_for(ready, timeout=30).json()["checks"]["database"] == "ok"
+        created = requests.post(
+            f"{base}/api/v1/interventions",
+            json={"user_id": "sam", "channel": "email", "user": {"email": "sam@example.test"}},
+            headers={"Authorization": f"Api-Key {demo['api_key']}"},
+            timeout=10,
+        )
+        assert created.status_code == 201
+        detail = requests.get(
+            f"{base}/api/v1/interventions/{created.json()['id']}",
+            headers={"Authorization": f"Api-Key {demo['api_key']}"},
+            timeout=10,
+        ).json()
+
+    # Tasks run in-process: the (logged) email went out within the request.
+    assert detail["status"] == "sent"
