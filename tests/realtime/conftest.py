@@ -83,7 +83,7 @@ async def refusal_code(url: str, origin: str | None = ORIGIN) -> int:
     await client.connect()
     closing = await client.receive_output(timeout=2)
     assert closing["type"] == "websocket.close"
-    await client.wait()
+    await client.disconnect()
     return int(closing["code"])
 
 

@@ -10,7 +10,7 @@ from django.core import signing
 from interventions.realtime import registry
 from interventions.realtime.tokens import SALT, issue_token
 from stores.models import Store
-from tests.realtime.conftest import open_room, random_user, refusal_code, room_url
+from tests.realtime.conftest import communicator, open_room, random_user, refusal_code, room_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,6 +55,18 @@ async def test_origin_not_allowed_by_the_store_is_refused(storefront, channel_la
     code = await refusal_code(room_url(storefront.store.pk), origin="https://evil.example")
 
     assert code == 4403
+
+
+async def test_pages_served_by_the_engine_itself_may_connect(storefront, channel_layer):
+    client = communicator(room_url(storefront.store.pk), origin="http://engine.test:8000")
+    client.scope["headers"].append((b"host", b"engine.test:8000"))
+
+    connected, _ = await client.connect()
+    greeting = await client.receive_json_from(timeout=2)
+
+    assert connected
+    assert greeting["type"] == "config"
+    await client.disconnect()
 
 
 async def test_connections_beyond_the_store_limit_are_refused(storefront, channel_layer):
