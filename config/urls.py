@@ -38,6 +38,11 @@ urlpatterns = [
     path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
     path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
+    path(
+        "api/v1/realtime/connections",
+        realtime.RealtimeConnectionsView.as_view(),
+        name="realtime-connections",
+    ),
     path("demo/storefront/", realtime.demo_storefront, name="demo-storefront"),
     path("demo/storefront/abandon-cart", realtime.demo_abandon_cart, name="demo-abandon-cart"),
     path("api/v1/", include(router.urls)),

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from config.api import StrictSerializer
 from config.errors import error_body
 from interventions import actions as pipeline
+from interventions.realtime import registry
 from interventions.realtime.tokens import SCOPES, issue_token
 from stores.auth import store_of
 from stores.management.commands.seed_demo import DEMO_STORE_NAME
@@ -83,6 +84,34 @@ class RealtimeTokenView(APIView):
             "path": room_path(str(store.pk), scope, user_id, token),
         }
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ConnectionSerializer(serializers.Serializer):
+    scope = serializers.CharField()
+    user_id = serializers.CharField(allow_blank=True)
+    instance = serializers.CharField(help_text="host:pid of the server process holding it.")
+    connected_at = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField(help_text="Last activity (refreshed every heartbeat).")
+
+
+class RealtimeConnectionsView(APIView):
+    @extend_schema(responses={200: ConnectionSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        """The store's live WebSocket connections, on every server process."""
+        from datetime import UTC, datetime
+
+        listing = registry.connections(str(store_of(request).pk))
+        rows = [
+            {
+                "scope": entry.get("scope", ""),
+                "user_id": entry.get("user_id", ""),
+                "instance": entry.get("instance", ""),
+                "connected_at": datetime.fromtimestamp(entry.get("connected_at", 0), tz=UTC),
+                "last_seen": datetime.fromtimestamp(entry["last_seen"], tz=UTC),
+            }
+            for entry in listing
+        ]
+        return Response(ConnectionSerializer(rows, many=True).data)
 
 
 # --- Demo storefront (DEMO_STOREFRONT_ENABLED; on in `make run`) -------------

@@ -153,3 +153,18 @@ async def test_live_connections_are_a_metrics_gauge(storefront, channel_layer, a
     after = live_gauge((await async_client.get("/metrics")).content.decode())
 
     assert (during - before, after - before) == (1.0, 0.0)
+
+
+async def test_store_can_list_its_live_connections(storefront, other_shop, channel_layer):
+    user_id = random_user()
+    client, _ = await open_room(room_url(storefront.store.pk, "user", user_id))
+
+    mine = await database_sync_to_async(storefront.client.get)("/api/v1/realtime/connections")
+    theirs = await database_sync_to_async(other_shop.client.get)("/api/v1/realtime/connections")
+
+    assert mine.status_code == 200
+    assert [(c["scope"], c["user_id"], c["instance"]) for c in mine.json()] == [
+        ("user", user_id, registry.INSTANCE)
+    ]
+    assert theirs.json() == []
+    await client.disconnect()
