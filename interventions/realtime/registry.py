@@ -10,12 +10,14 @@ died without cleaning up age out after ``WS_IDLE_TIMEOUT_SECONDS + WS_HEARTBEAT_
 instead of counting against the store's limit forever.
 """
 
+import asyncio
 import hashlib
 import json
 import os
 import socket
 import time
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import redis
 import structlog
@@ -98,20 +100,52 @@ async def register(store_id: str, scope: str, user_id: str, channel_name: str, l
     return bool(admitted)
 
 
+TOUCH_BATCH_SECONDS = 1.0
+
+
+class _Toucher:
+    """Refreshes of one event loop's connections, written in one pipeline per second:
+    10k connections at a 25 s heartbeat are 400 refreshes/s, otherwise 400 round trips."""
+
+    def __init__(self) -> None:
+        self.due: dict[str, set[tuple[str, str]]] = {}
+        self.worker: asyncio.Task[None] | None = None
+
+    def add(self, store_id: str, user_id: str, channel_name: str) -> None:
+        self.due.setdefault(store_id, set()).add((user_id, channel_name))
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self.flush_soon())
+
+    async def flush_soon(self) -> None:
+        await asyncio.sleep(TOUCH_BATCH_SECONDS)
+        due, self.due = self.due, {}
+        now = time.time()
+        try:
+            async with async_redis().pipeline(transaction=False) as pipe:
+                for store_id, members in due.items():
+                    conns, _, _ = _keys(store_id, "")
+                    pipe.zadd(conns, {name: now for _, name in members}, xx=True)
+                    for user_id, name in members:
+                        if user_id:
+                            user = _keys(store_id, user_id)[2]
+                            pipe.zadd(user, {name: now}, xx=True)
+                            pipe.expire(user, int(stale_after_seconds()) + 1)
+                await pipe.execute()
+        except redis.RedisError as exc:
+            REGISTRY_ERRORS.labels("touch").inc()
+            logger.warning("websocket_registry_touch_failed", error=str(exc))
+
+
+_touchers: "WeakKeyDictionary[asyncio.AbstractEventLoop, _Toucher]" = WeakKeyDictionary()
+
+
 async def touch(store_id: str, user_id: str, channel_name: str) -> None:
-    """Refresh the connection's last activity (called every heartbeat)."""
-    now = time.time()
-    conns, _, user = _keys(store_id, user_id)
-    try:
-        async with async_redis().pipeline(transaction=False) as pipe:
-            pipe.zadd(conns, {channel_name: now}, xx=True)
-            if user:
-                pipe.zadd(user, {channel_name: now}, xx=True)
-                pipe.expire(user, int(stale_after_seconds()) + 1)
-            await pipe.execute()
-    except redis.RedisError as exc:
-        REGISTRY_ERRORS.labels("touch").inc()
-        logger.warning("websocket_registry_touch_failed", store_id=store_id, error=str(exc))
+    """Refresh the connection's last activity (called every heartbeat; written within 1 s)."""
+    loop = asyncio.get_running_loop()
+    toucher = _touchers.get(loop)
+    if toucher is None:
+        toucher = _touchers[loop] = _Toucher()
+    toucher.add(store_id, user_id, channel_name)
 
 
 async def unregister(store_id: str, user_id: str, channel_name: str) -> None:

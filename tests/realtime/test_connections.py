@@ -168,3 +168,19 @@ async def test_store_can_list_its_live_connections(storefront, other_shop, chann
     ]
     assert theirs.json() == []
     await client.disconnect()
+
+
+async def test_heartbeats_refresh_the_connections_last_activity(
+    storefront, channel_layer, settings
+):
+    settings.WS_HEARTBEAT_SECONDS = 0.2
+    store_id = str(storefront.store.pk)
+    client, _ = await open_room(room_url(store_id))
+    first = (await database_sync_to_async(registry.connections)(store_id))[0]
+
+    await asyncio.sleep(1.6)
+    later = (await database_sync_to_async(registry.connections)(store_id))[0]
+
+    assert later["last_seen"] > first["last_seen"]
+    assert later["connected_at"] == first["connected_at"]
+    await client.disconnect()
