@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ConcurrentViewMixin
 from config.errors import error_body, flatten_field_errors
 from interventions import actions
 from interventions.api.serializers import (
@@ -61,7 +60,7 @@ def batch_summary(intervention: Intervention) -> dict[str, Any]:
     }
 
 
-class EventView(ConcurrentViewMixin, APIView):
+class EventView(APIView):
     @extend_schema(
         request=EventSerializer,
         responses={202: EventResultSerializer},
@@ -98,7 +97,6 @@ class NewestFirst(CursorPagination):
 
 
 class InterventionViewSet(
-    ConcurrentViewMixin,
     StoreScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
