@@ -273,6 +273,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- client → server ------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.registered:
+            return  # refused: frames racing the close must not act on anything
         self.last_heard = time.monotonic()
         try:
             frame = parse_client_frame(text_data, bytes_data, settings.WS_MAX_MESSAGE_BYTES)

@@ -184,3 +184,25 @@ async def test_heartbeats_refresh_the_connections_last_activity(
     assert later["last_seen"] > first["last_seen"]
     assert later["connected_at"] == first["connected_at"]
     await client.disconnect()
+
+
+async def test_frames_sent_by_a_refused_client_do_nothing(storefront, channel_layer):
+    from tests.realtime.conftest import sent_intervention
+    from tracking.models import TrackingEvent
+
+    intervention = await database_sync_to_async(sent_intervention)(storefront.store, "victim")
+    client = communicator(f"/ws/store/{storefront.store.pk}/?token=forged")
+    await client.connect()
+    await client.send_json_to(
+        {
+            "type": "tracking",
+            "payload": {"intervention_id": str(intervention.pk), "event": "clicked"},
+        }
+    )
+    closing = await client.receive_output(timeout=2)
+    await asyncio.sleep(0.2)
+
+    assert closing["code"] == 4401
+    assert await client.receive_nothing(timeout=0.2)
+    assert await database_sync_to_async(TrackingEvent.objects.count)() == 0
+    await client.disconnect()
