@@ -307,7 +307,8 @@ def _announce(interventions: list[Intervention]) -> None:
         )
     queued = [i for i in interventions if i.status == Status.QUEUED]
     if len(queued) == 1:
-        transaction.on_commit(partial(dispatch, queued[0].pk, queued[0].channel))
+        # The row was just written in this request: the inline WebSocket send reuses it.
+        transaction.on_commit(partial(dispatch, queued[0].pk, queued[0].channel, queued[0]))
     elif queued:
         transaction.on_commit(partial(dispatch_many, [(i.pk, i.channel) for i in queued]))
 
@@ -655,7 +656,7 @@ def do_fail_after_send(intervention: Intervention, reason: str, source: str) -> 
 # --- Delivery -------------------------------------------------------------
 
 
-def dispatch(intervention_id: Any, channel: str) -> None:
+def dispatch(intervention_id: Any, channel: str, loaded: Intervention | None = None) -> None:
     """Hand a queued intervention to its channel. Called after commit.
 
     WebSocket is sent inline (a publish is ~1 ms; a Celery hop would add 5-10 ms and cap
@@ -665,7 +666,7 @@ def dispatch(intervention_id: Any, channel: str) -> None:
     """
     if channel == "websocket":
         try:
-            do_deliver(intervention_id)
+            do_deliver(intervention_id, loaded)
         except TransientDeliveryError as exc:
             logger.warning(
                 "websocket_publish_deferred", intervention_id=str(intervention_id), error=str(exc)
@@ -760,19 +761,19 @@ def _message_for(
     )
 
 
-def do_deliver(intervention_id: Any) -> str:
+def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
     """Send one queued intervention through its channel's transport. Safe to repeat.
 
     Returns what happened (for logs and tests): sent, skipped, suppressed, fell_back or
     failed. Raises TransientDeliveryError after putting the row back to queued.
     """
-    intervention = (
+    intervention = loaded or (
         Intervention.objects.select_related("shopper", "cart", "store")
         .filter(pk=intervention_id)
         .first()
     )
     if intervention is None or intervention.status != Status.QUEUED:
-        return "skipped"
+        return "skipped"  # the claim below re-checks the row itself
     now = timezone.now()
     if intervention.expires_at and intervention.expires_at <= now:
         transition(intervention, Status.FAILED, "failed: expired before it could be sent")
@@ -786,14 +787,18 @@ def do_deliver(intervention_id: Any) -> str:
 
     transport = get_transport(intervention.channel)
     try:
-        transition(
-            intervention, Status.SENDING, "claimed for sending", attempts=intervention.attempts + 1
-        )
+        with transaction.atomic():
+            transition(
+                intervention,
+                Status.SENDING,
+                "claimed for sending",
+                attempts=intervention.attempts + 1,
+            )
+            attempt = DeliveryAttempt.objects.create(
+                intervention=intervention, channel=intervention.channel, transport=transport.name
+            )
     except IllegalTransition:
         return "skipped"  # another worker claimed it first
-    attempt = DeliveryAttempt.objects.create(
-        intervention=intervention, channel=intervention.channel, transport=transport.name
-    )
     started = monotonic_time.perf_counter()
     try:
         provider_message_id = transport.send(_message_for(intervention))

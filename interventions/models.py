@@ -269,7 +269,9 @@ def transition(
     for _ in range(2):
         if expected not in sources:
             raise IllegalTransition(intervention.pk, expected, target)
-        with transaction.atomic():
+        # No savepoint: if nothing matched nothing was written, and a failed history
+        # insert dooms the caller's transaction anyway.
+        with transaction.atomic(savepoint=False):
             updated = Intervention.objects.filter(pk=intervention.pk, status=expected).update(
                 **changes
             )
