@@ -35,8 +35,8 @@ def test_database_url() -> str:
 
 
 class Daphne:
-    def __init__(self, **env: str):
-        self.port = free_port()
+    def __init__(self, port: int | None = None, **env: str):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.env = {

@@ -4,6 +4,7 @@ clicks it, and the click is in the database."""
 import io
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import call_command
@@ -35,8 +36,10 @@ def demo_server(transactional_db):
     server = Daphne(DEMO_STOREFRONT_ENABLED="1")
     Store.objects.filter(name="Demo Store").update(allowed_origins=[server.url])
     server.start()
-    yield server
-    server.stop()
+    servers = [server]
+    yield servers
+    for running in servers:
+        running.stop()
 
 
 def wait_for(condition, timeout: float = 10.0):
@@ -53,12 +56,14 @@ def wait_for(condition, timeout: float = 10.0):
 def test_shopper_sees_an_intervention_live_and_the_click_is_recorded(demo_server):
     from playwright.sync_api import sync_playwright
 
+    server = demo_server[0]
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page()
             page.set_default_timeout(15_000)
-            page.goto(f"{demo_server.url}/demo/storefront/")
+            page.goto(f"{server.url}/demo/storefront/")
             page.wait_for_selector("body[data-connection=connected]")
 
             page.click("#abandon")
@@ -74,8 +79,49 @@ def test_shopper_sees_an_intervention_live_and_the_click_is_recorded(demo_server
         ).exists()
     )
     intervention = Intervention.objects.get(pk=intervention_id)
-    assert clicked, demo_server.output()
+    assert clicked, server.output()
     assert intervention.status == Status.DELIVERED
     assert intervention.content["discount_code"] == "COMEBACK10"
     kinds = set(intervention.tracking_events.values_list("kind", flat=True))
     assert {"delivered", "displayed", "clicked"} <= kinds
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="`make test` installs chromium")
+def test_storefront_reconnects_and_gets_what_was_sent_while_the_server_was_down(demo_server):
+    from playwright.sync_api import sync_playwright
+
+    from interventions.actions import check_trigger_intervention
+
+    server = demo_server[0]
+    store = Store.objects.get(name="Demo Store")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{server.url}/demo/storefront/")
+            page.wait_for_selector("body[data-connection=connected]")
+            shopper = page.text_content("#shopper")
+
+            server.stop()
+            page.wait_for_selector("body[data-connection=closed]")
+            # Playwright's sync API runs an event loop here; the ORM wants a plain thread.
+            with ThreadPoolExecutor(1) as thread:
+                missed, _ = thread.submit(
+                    check_trigger_intervention,
+                    store,
+                    {
+                        "user_id": shopper,
+                        "channel": "websocket",
+                        "personalization": {"title": "While you were away", "cta": "Back"},
+                    },
+                ).result()
+            demo_server.append(Daphne(server.port, DEMO_STOREFRONT_ENABLED="1").start())
+
+            page.wait_for_selector(f".ie-intervention[data-intervention-id='{missed.pk}']")
+        finally:
+            browser.close()
+
+    assert wait_for(
+        lambda: Intervention.objects.filter(pk=missed.pk, status=Status.DELIVERED).exists()
+    )
