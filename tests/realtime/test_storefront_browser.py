@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 
 from interventions.models import Intervention, Status
 from stores.models import Store
@@ -86,11 +87,26 @@ def test_shopper_sees_an_intervention_live_and_the_click_is_recorded(demo_server
     assert {"delivered", "displayed", "clicked"} <= kinds
 
 
+def trigger_for(store: Store, shopper: str) -> Intervention:
+    from interventions.actions import check_trigger_intervention
+
+    try:
+        intervention, _ = check_trigger_intervention(
+            store,
+            {
+                "user_id": shopper,
+                "channel": "websocket",
+                "personalization": {"title": "While you were away", "cta": "Back"},
+            },
+        )
+        return intervention
+    finally:
+        connections.close_all()  # this thread's connection would outlive the test database
+
+
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="`make test` installs chromium")
 def test_storefront_reconnects_and_gets_what_was_sent_while_the_server_was_down(demo_server):
     from playwright.sync_api import sync_playwright
-
-    from interventions.actions import check_trigger_intervention
 
     server = demo_server[0]
     store = Store.objects.get(name="Demo Store")
@@ -107,15 +123,7 @@ def test_storefront_reconnects_and_gets_what_was_sent_while_the_server_was_down(
             page.wait_for_selector("body[data-connection=closed]")
             # Playwright's sync API runs an event loop here; the ORM wants a plain thread.
             with ThreadPoolExecutor(1) as thread:
-                missed, _ = thread.submit(
-                    check_trigger_intervention,
-                    store,
-                    {
-                        "user_id": shopper,
-                        "channel": "websocket",
-                        "personalization": {"title": "While you were away", "cta": "Back"},
-                    },
-                ).result()
+                missed = thread.submit(trigger_for, store, shopper).result()
             demo_server.append(Daphne(server.port, DEMO_STOREFRONT_ENABLED="1").start())
 
             page.wait_for_selector(f".ie-intervention[data-intervention-id='{missed.pk}']")
