@@ -12,6 +12,7 @@ from notifications import views as notification_views
 from notifications.api.views import DeviceViewSet
 from stores.api.views import ShopperViewSet, StoreViewSet
 from templates.api.views import TemplateViewSet
+from tracking import views as tracking_views
 
 router = DefaultRouter()
 # Services call /api/v1/interventions and /api/v1/interventions/ alike; neither redirects.
@@ -37,6 +38,7 @@ urlpatterns = [
     path("webhooks/twilio/inbound/", notification_views.twilio_inbound, name="twilio-inbound"),
     path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
+    path("r/<str:token>", tracking_views.recover, name="recover"),
     path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
     path(
         "api/v1/realtime/connections",

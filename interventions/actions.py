@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import time as monotonic_time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -210,9 +211,15 @@ def _render(
     template_key: str,
     personalization: dict[str, Any],
     discount: dict[str, Any] | None,
+    intervention_id: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     context = build_context(
-        store=store, shopper=shopper, cart=cart, personalization=personalization, discount=discount
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        personalization=personalization,
+        discount=discount,
+        intervention_id=intervention_id,
     )
     return render_message(store.pk, template_key, channel, context, shopper.locale)
 
@@ -242,6 +249,8 @@ def _build_decided(
     status = decision.status
     version: Any = None
     content: dict[str, Any] = {}
+    # Minted before the row, so the rendered links can name the intervention.
+    intervention_id = uuid.uuid4()
     if decision.intervene and decision.channel:
         from templates.rendering import RenderError
 
@@ -254,12 +263,14 @@ def _build_decided(
                 request.template_key,
                 personalization,
                 discount,
+                intervention_id,
             )
         except RenderError as exc:
             status = Status.FAILED
             reasons.append(f"failed: template could not be rendered: {exc}")
     metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
     intervention = Intervention(
+        id=intervention_id,
         store=store,
         shopper=shopper,
         cart=cart,
@@ -889,6 +900,7 @@ def _fall_back(intervention: Intervention, reason: str = "") -> bool:
                 intervention.template_key,
                 intervention.personalization,
                 intervention.decision.get("discount"),
+                intervention.pk,
             )
         except RenderError as exc:
             # A template written for email only has nothing to say by SMS: try the next.

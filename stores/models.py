@@ -54,6 +54,11 @@ class Store(models.Model):
         help_text="Channel order for 'auto' and for falling back after a permanent failure.",
     )
     max_websocket_connections = models.PositiveIntegerField(default=10_000)
+    cart_url_template = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Where recovery links send the shopper, e.g. https://shop.example/cart?id={cart_id}.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -37,7 +37,10 @@ def build_context(
     cart: Cart | None,
     personalization: dict[str, Any],
     discount: dict[str, Any] | None,
+    intervention_id: Any = None,
 ) -> dict[str, Any]:
+    """``intervention_id`` (minted before the row exists) goes into the recovery link, so
+    a click on it is recorded against the intervention that carried it."""
     context: dict[str, Any] = {
         "store": {"name": store.name},
         "shopper": {
@@ -45,7 +48,7 @@ def build_context(
             "segment": shopper.segment,
             "locale": shopper.locale,
         },
-        "cart": cart_context(store, cart),
+        "cart": cart_context(store, cart, intervention_id),
         "discount": discount_context(discount),
         "unsubscribe_url": unsubscribe_url(store.pk, shopper.email) if shopper.email else "",
     }
@@ -56,7 +59,7 @@ def build_context(
     return context
 
 
-def cart_context(store: Store, cart: Cart | None) -> dict[str, Any]:
+def cart_context(store: Store, cart: Cart | None, intervention_id: Any = None) -> dict[str, Any]:
     if cart is None:
         return {"items": [], "item_count": 0, "value": "", "currency": "", "recovery_url": ""}
     items = [plain(item) for item in (cart.items or []) if isinstance(item, dict)]
@@ -65,7 +68,7 @@ def cart_context(store: Store, cart: Cart | None) -> dict[str, Any]:
         "item_count": sum(int(item.get("quantity") or 1) for item in items),
         "value": format_amount(cart.value),
         "currency": cart.currency,
-        "recovery_url": recovery_url(store.pk, cart.external_id),
+        "recovery_url": recovery_url(store.pk, cart.external_id, intervention_id),
     }
 
 
@@ -95,15 +98,19 @@ def unique_discount_code(intervention_id: Any, prefix: str = "") -> str:
     return f"{prefix.upper()}-{body}" if prefix else body
 
 
-def recovery_url(store_id: Any, cart_external_id: str) -> str:
-    token = signing.dumps({"s": str(store_id), "c": cart_external_id}, salt=RECOVERY_SALT)
+def recovery_url(store_id: Any, cart_external_id: str, intervention_id: Any = None) -> str:
+    payload = {"s": str(store_id), "c": cart_external_id}
+    if intervention_id:
+        payload["i"] = str(intervention_id)
+    token = signing.dumps(payload, salt=RECOVERY_SALT)
     return f"{settings.PUBLIC_BASE_URL}/r/{token}"
 
 
-def read_recovery_token(token: str, max_age_seconds: int = 30 * 24 * 3600) -> tuple[str, str]:
-    """(store id, cart external id) from a recovery link; raises ``signing.BadSignature``."""
+def read_recovery_token(token: str, max_age_seconds: int = 30 * 24 * 3600) -> tuple[str, str, str]:
+    """(store id, cart external id, intervention id or "") from a recovery link (served
+    by ``tracking.views.recover``); raises ``signing.BadSignature``."""
     data = signing.loads(token, salt=RECOVERY_SALT, max_age=max_age_seconds)
-    return data["s"], data["c"]
+    return data["s"], data["c"], data.get("i", "")
 
 
 def unsubscribe_url(store_id: Any, email: str) -> str:

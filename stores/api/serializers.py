@@ -29,10 +29,18 @@ class StoreSerializer(StrictModelSerializer):
             "channel_caps_per_day",
             "fallback_chain",
             "max_websocket_connections",
+            "cart_url_template",
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
         extra_kwargs = {"probability_threshold": {"min_value": 0.0, "max_value": 1.0}}
+
+    def validate_cart_url_template(self, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise serializers.ValidationError("Must be an http(s) URL.")
+        if value and "{cart_id}" not in value:
+            raise serializers.ValidationError("Must contain {cart_id}.")
+        return value
 
     def validate_channel_caps_per_day(self, value: dict[str, int]) -> dict[str, int]:
         unknown = sorted(set(value) - set(CHANNELS))

@@ -1,0 +1,44 @@
+"""Recovery links: the cart link in every email, SMS and push goes through here, so a
+click is recorded against the intervention that carried it before the shopper lands on
+the store's cart page."""
+
+from urllib.parse import quote
+
+import structlog
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+
+from config.errors import error_body
+from interventions.models import Intervention
+from stores.models import Store
+from templates.context import read_recovery_token
+from tracking.actions import do_record_tracking_event
+
+logger = structlog.get_logger(__name__)
+
+
+def recover(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        store_id, cart_id, intervention_id = read_recovery_token(token)
+    except signing.BadSignature:
+        return JsonResponse(
+            error_body("invalid_link", "This link is invalid or has expired."), status=404
+        )
+    store = Store.objects.filter(pk=store_id).first()
+    if store is None or not store.cart_url_template:
+        logger.warning("recovery_link_without_cart_url", store_id=store_id)
+        return JsonResponse(
+            error_body("no_cart_url", "This store has not configured where its cart lives."),
+            status=404,
+        )
+    intervention = (
+        Intervention.objects.filter(store=store, pk=intervention_id).first()
+        if intervention_id
+        else None
+    )
+    if intervention is not None:
+        do_record_tracking_event(
+            intervention, "clicked", source="link", metadata={"channel": intervention.channel}
+        )
+    destination = store.cart_url_template.replace("{cart_id}", quote(cart_id, safe=""))
+    return HttpResponseRedirect(destination)
