@@ -24,6 +24,7 @@ class Command(BaseCommand):
             defaults={
                 "timezone": "UTC",
                 "allowed_origins": ["http://127.0.0.1:8000", "http://localhost:8000"],
+                "cart_url_template": "http://127.0.0.1:8000/demo/storefront/?cart={cart_id}",
             },
         )
         do_revoke_api_keys(store, DEMO_KEY_NAME)
