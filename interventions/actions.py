@@ -45,7 +45,12 @@ from interventions.models import (
 from interventions.realtime.registry import is_connected
 from notifications.models import Suppression
 from notifications.recipients import address_for
-from notifications.transports.base import OutboundMessage, TransportError, get_transport
+from notifications.transports.base import (
+    OutboundMessage,
+    Transport,
+    TransportError,
+    get_transport,
+)
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
 from templates.context import build_context
@@ -797,6 +802,8 @@ def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
         return "suppressed"
 
     transport = get_transport(intervention.channel)
+    if intervention.channel == "websocket":
+        return _publish_then_record(intervention, transport)
     try:
         with transaction.atomic():
             transition(
@@ -833,6 +840,68 @@ def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
             provider_message_id=provider_message_id[:200],
             sent_at=finished,
         )
+    metrics.DELIVERY_ATTEMPTS.labels(channel=intervention.channel, outcome="succeeded").inc()
+    return "sent"
+
+
+def _publish_then_record(intervention: Intervention, transport: Transport) -> str:
+    """WebSocket: publish, then record queued → sent and the attempt in one transaction.
+
+    No claim step before the send: a repeated publish is harmless (clients de-duplicate
+    by intervention id), so the row does not need to be locked against a second sender,
+    and the hot path saves a transaction. If the process dies between the publish and
+    the record, the row is still queued and the sweeper publishes it again.
+    """
+    started_at = timezone.now()
+    started = monotonic_time.perf_counter()
+    try:
+        message_id = transport.send(_message_for(intervention))
+    except TransportError as exc:
+        DeliveryAttempt.objects.create(
+            intervention=intervention,
+            channel=intervention.channel,
+            transport=transport.name,
+            outcome=DeliveryAttempt.Outcome.PERMANENT_ERROR
+            if exc.permanent
+            else DeliveryAttempt.Outcome.TRANSIENT_ERROR,
+            error=f"{exc.reason}: {exc}"[:500],
+            started_at=started_at,
+            finished_at=timezone.now(),
+        )
+        metrics.DELIVERY_FAILURES.labels(channel=intervention.channel, reason=exc.reason).inc()
+        if not exc.permanent:
+            raise TransientDeliveryError(str(exc), retry_after=exc.retry_after) from exc
+        reason = f"websocket failed permanently: {exc.reason}: {exc}"
+        if _fall_back(intervention, reason):
+            return "fell_back"
+        transition(intervention, Status.FAILED, f"failed: {reason}")
+        return "failed"
+    finally:
+        metrics.SEND_SECONDS.labels(channel=intervention.channel).observe(
+            monotonic_time.perf_counter() - started
+        )
+    finished = timezone.now()
+    try:
+        with transaction.atomic():
+            transition(
+                intervention,
+                Status.SENT,
+                f"published via {transport.name}",
+                attempts=intervention.attempts + 1,
+                provider_message_id=message_id[:200],
+                sent_at=finished,
+            )
+            DeliveryAttempt.objects.create(
+                intervention=intervention,
+                channel=intervention.channel,
+                transport=transport.name,
+                outcome=DeliveryAttempt.Outcome.SUCCEEDED,
+                provider_message_id=message_id[:200],
+                started_at=started_at,
+                finished_at=finished,
+            )
+    except IllegalTransition:
+        return "skipped"  # cancelled, or another publisher recorded it first
     metrics.DELIVERY_ATTEMPTS.labels(channel=intervention.channel, outcome="succeeded").inc()
     return "sent"
 

@@ -111,7 +111,8 @@ ALLOWED_SOURCES: dict[str, frozenset[str]] = {
         {Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.FAILED}
     ),
     Status.SENDING: frozenset({Status.QUEUED}),
-    Status.SENT: frozenset({Status.SENDING}),
+    # queued → sent: WebSocket publishes first and records after (docs/delivery.md).
+    Status.SENT: frozenset({Status.SENDING, Status.QUEUED}),
     Status.DELIVERED: frozenset({Status.SENT}),
     Status.SUPPRESSED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),

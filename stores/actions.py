@@ -37,18 +37,25 @@ def do_upsert_shopper(
     """Find or create the shopper, updating the contact fields the caller sent.
 
     Blank values never overwrite known ones: an event without an email must not erase it.
-    One INSERT ... ON CONFLICT DO UPDATE and one SELECT (``FOR UPDATE`` with ``lock``),
-    whatever the shopper's state: this runs for every event and trigger.
+    This runs for every event and trigger, so the common case, a known shopper whose
+    details did not change, is one SELECT (``FOR UPDATE`` with ``lock``); a new shopper
+    is an INSERT ... ON CONFLICT, safe against a concurrent first event.
     """
     updates = {k: v for k, v in (profile or {}).items() if k in SHOPPER_FIELDS and v}
-    row = Shopper(store=store, external_id=external_id, updated_at=timezone.now(), **updates)
-    [upserted] = Shopper.objects.bulk_create(
-        [row],
-        update_conflicts=True,
-        unique_fields=["store", "external_id"],
-        update_fields=[*updates, "updated_at"],
-    )
     shoppers = Shopper.objects.select_for_update() if lock else Shopper.objects.all()
-    if upserted.pk is None:  # backends that do not return ids from an upsert
+    shopper = shoppers.filter(store=store, external_id=external_id).first()
+    if shopper is None:
+        row = Shopper(store=store, external_id=external_id, updated_at=timezone.now(), **updates)
+        Shopper.objects.bulk_create(
+            [row],
+            update_conflicts=True,
+            unique_fields=["store", "external_id"],
+            update_fields=[*updates, "updated_at"],
+        )
         return shoppers.get(store=store, external_id=external_id)
-    return shoppers.get(pk=upserted.pk)
+    changed = {k: v for k, v in updates.items() if getattr(shopper, k) != v}
+    if changed:
+        for field, value in changed.items():
+            setattr(shopper, field, value)
+        shopper.save(update_fields=[*changed, "updated_at"])
+    return shopper
