@@ -783,10 +783,15 @@ def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
     Returns what happened (for logs and tests): sent, skipped, suppressed, fell_back or
     failed. Raises TransientDeliveryError after putting the row back to queued.
     """
-    intervention = loaded or (
-        Intervention.objects.select_related("shopper", "cart", "store")
-        .filter(pk=intervention_id)
-        .first()
+    # No ordering (``first()`` would sort by the model's default) and no store join:
+    # this runs once per send.
+    intervention = loaded or next(
+        iter(
+            Intervention.objects.select_related("shopper", "cart")
+            .filter(pk=intervention_id)
+            .order_by()
+        ),
+        None,
     )
     if intervention is None or intervention.status != Status.QUEUED:
         return "skipped"  # the claim below re-checks the row itself
