@@ -154,7 +154,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=16, help="delivery worker threads (as in the Procfile)"
+    )
     parser.add_argument("--port", type=int, default=18077)
     parser.add_argument(
         "--web", type=int, default=1,
@@ -191,6 +193,8 @@ def main() -> None:
             "-A",
             "config",
             "worker",
+            "-P",
+            "threads",
             "-c",
             str(args.workers),
             "-Q",
