@@ -203,12 +203,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization"}
-        }
+    # One name per choice set, shared by every endpoint that uses it.
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "stores.models.CHANNEL_CHOICES",
+        "RequestedChannelEnum": "interventions.models.REQUESTED_CHANNEL_CHOICES",
+        "CampaignChannelEnum": "campaigns.models.CampaignChannel",
+        "InterventionStatusEnum": "interventions.models.Status",
     },
-    "SECURITY": [{"ApiKeyAuth": []}],
 }
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 

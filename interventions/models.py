@@ -17,14 +17,8 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
-from stores.models import Shopper, Store
+from stores.models import CHANNEL_CHOICES, Shopper, Store
 
-CHANNEL_CHOICES = [
-    ("websocket", "WebSocket"),
-    ("email", "Email"),
-    ("sms", "SMS"),
-    ("push", "Push"),
-]
 REQUESTED_CHANNEL_CHOICES = [*CHANNEL_CHOICES, ("auto", "Auto")]
 
 

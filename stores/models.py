@@ -12,7 +12,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
 
-CHANNELS = ("websocket", "email", "sms", "push")
+CHANNEL_CHOICES = [("websocket", "WebSocket"), ("email", "Email"), ("sms", "SMS"), ("push", "Push")]
+CHANNELS = tuple(value for value, _ in CHANNEL_CHOICES)
 
 
 def validate_timezone(value: str) -> None:

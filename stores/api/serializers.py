@@ -1,11 +1,11 @@
 from rest_framework import serializers
 
 from config.api import StrictModelSerializer
-from stores.models import CHANNELS, Shopper, Store
+from stores.models import CHANNEL_CHOICES, CHANNELS, Shopper, Store
 
 
 class ChannelListField(serializers.ListField):
-    child = serializers.ChoiceField(choices=CHANNELS)
+    child = serializers.ChoiceField(choices=CHANNEL_CHOICES)
 
 
 class StoreSerializer(StrictModelSerializer):

@@ -3,8 +3,8 @@ from typing import Any
 from rest_framework import serializers
 
 from config.api import StrictModelSerializer, StrictSerializer
+from stores.models import CHANNEL_CHOICES
 from templates.models import Template, TemplateVersion
-from templates.rendering import CHANNEL_FIELDS
 
 
 class TemplateSerializer(StrictModelSerializer):
@@ -63,7 +63,7 @@ class PublishSerializer(StrictSerializer):
 
 
 class PreviewSerializer(StrictSerializer):
-    channel = serializers.ChoiceField(choices=list(CHANNEL_FIELDS))
+    channel = serializers.ChoiceField(choices=CHANNEL_CHOICES)
     locale = serializers.CharField(required=False, allow_blank=True, default="")
     # Defaults to the published version, else the latest.
     version = serializers.IntegerField(required=False, min_value=1)

@@ -68,3 +68,13 @@ def test_openapi_schema_documents_the_api(client):
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/shoppers/" in schema["paths"]
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_openapi_schema_is_valid_and_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+
+    schema = (tmp_path / "s.yaml").read_text()
+    assert "ApiKeyAuth" in schema
+    assert "/api/v1/interventions/batch" in schema
