@@ -1,8 +1,10 @@
 """Conventions every REST endpoint shares."""
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 
@@ -27,3 +29,28 @@ class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     pass
+
+
+# Real UTC offsets run from -12:00 to +14:00; PostgreSQL refuses beyond ±15:59, and
+# years outside its range fail too. Both must be a 400 naming the field, not a 500.
+MAX_UTC_OFFSET = timedelta(hours=14)
+
+
+def check_datetime(value: datetime) -> datetime:
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        raise DjangoValidationError("The UTC offset must be between -14:00 and +14:00.")
+    if not 1970 <= value.year <= 9999:
+        raise DjangoValidationError("The year must be between 1970 and 9999.")
+    return value.astimezone(UTC) if offset is not None else value
+
+
+class DateTimeField(serializers.DateTimeField):
+    """A DRF DateTimeField that refuses offsets and years the database cannot store."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        parsed = super().to_internal_value(value)
+        try:
+            return check_datetime(parsed)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc

@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from config.api import StrictSerializer
+from config.api import DateTimeField, StrictSerializer
 from interventions.models import (
     REQUESTED_CHANNEL_CHOICES,
     EventType,
@@ -76,7 +76,7 @@ class EventSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=EventType.choices)
     cart_id = serializers.CharField(max_length=200)
     user_id = serializers.CharField(max_length=200)
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = DateTimeField(required=False)
     cart = CartSerializer(required=False)
     user = ShopperProfileSerializer(required=False)
     prediction = PredictionSerializer(required=False)
@@ -108,7 +108,7 @@ class TriggerSerializer(StrictSerializer):
     channel = serializers.ChoiceField(choices=REQUESTED_CHANNEL_CHOICES, default="auto")
     template = serializers.SlugField(max_length=100, required=False, allow_blank=True, default="")
     personalization = serializers.DictField(required=False, default=dict)
-    scheduled_at = serializers.DateTimeField(required=False)
+    scheduled_at = DateTimeField(required=False)
     user = ShopperProfileSerializer(required=False)
     cart = CartSerializer(required=False)
 
@@ -127,7 +127,7 @@ class BatchSerializer(StrictSerializer):
 
 
 class ScheduleSerializer(TriggerSerializer):
-    scheduled_at = serializers.DateTimeField()
+    scheduled_at = DateTimeField()
 
 
 class InterventionEventSerializer(serializers.ModelSerializer):
@@ -191,7 +191,7 @@ class InterventionDetailSerializer(InterventionSerializer):
 
 
 class InterventionUpdateSerializer(StrictSerializer):
-    send_at = serializers.DateTimeField(required=False)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    send_at = DateTimeField(required=False)
+    expires_at = DateTimeField(required=False, allow_null=True)
     content = serializers.DictField(required=False)
     personalization = serializers.DictField(required=False)

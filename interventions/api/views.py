@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import check_datetime
 from config.errors import error_body, flatten_field_errors
 from interventions import actions
 from interventions.api.serializers import (
@@ -76,13 +77,23 @@ class EventView(APIView):
         return Response(EventResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
 
 
+class CheckedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    def clean(self, value: Any) -> Any:
+        cleaned = super().clean(value)
+        return check_datetime(cleaned) if cleaned is not None else None
+
+
+class CheckedIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = CheckedIsoDateTimeField
+
+
 class InterventionFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Status.choices)
     channel = django_filters.CharFilter()
     user_id = django_filters.CharFilter(field_name="shopper__external_id")
     cart_id = django_filters.CharFilter(field_name="cart__external_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = CheckedIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = CheckedIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Intervention

@@ -398,3 +398,26 @@ def test_batch_idempotency_keys_against_earlier_requests_and_within_the_batch(sh
     assert [r["status"] for r in body["results"]] == [200, 409, 201, 200]
     assert body["results"][2]["intervention"]["id"] == body["results"][3]["intervention"]["id"]
     assert Intervention.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("request_args", "field"),
+    [
+        (("get", "/api/v1/interventions?created_after=1769-02-15T17:50:58-22:42"), "created_after"),
+        (
+            (
+                "post",
+                "/api/v1/interventions",
+                {"user_id": "a", "scheduled_at": "0001-01-01T00:00:00Z"},
+            ),
+            "scheduled_at",
+        ),
+    ],
+)
+def test_datetimes_the_database_cannot_hold_are_400_not_500(shop, request_args, field):
+    method, path, *body = request_args
+
+    response = getattr(shop.client, method)(path, *body, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
