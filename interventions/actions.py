@@ -26,6 +26,7 @@ import structlog
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -1052,7 +1053,10 @@ def do_sweep_stuck(
     """Find work a lost broker message or a dead worker left behind.
 
     - queued for too long: the task was lost (broker restart, enqueue failure): dispatch again.
-      A duplicate task is harmless, the claim lets only one send.
+      A duplicate task is harmless, the claim lets only one send. WebSocket rows are
+      picked up much sooner (``SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS``): an inline publish
+      that failed while Redis was down has no task waiting to retry it, the shopper is on
+      the site now, and a repeated publish is harmless.
     - sending for too long: the worker died mid-send and the provider may or may not have
       the message. WebSocket is re-published (clients de-duplicate by intervention id);
       other channels are not re-sent, since a second email or SMS is worse than the rare
@@ -1063,9 +1067,15 @@ def do_sweep_stuck(
     queued_after = settings.SWEEP_QUEUED_AFTER_SECONDS if queued_after is None else queued_after
     sending_after = settings.SWEEP_SENDING_AFTER_SECONDS if sending_after is None else sending_after
     counts = {"redispatched": 0, "republished": 0, "unconfirmed": 0}
-    stale_queued = Intervention.objects.filter(
-        status=Status.QUEUED, updated_at__lt=now - timedelta(seconds=queued_after)
-    ).values_list("pk", "channel")[:1000]
+    websocket_after = settings.SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS
+    stale_queued = (
+        Intervention.objects.filter(status=Status.QUEUED)
+        .filter(
+            Q(updated_at__lt=now - timedelta(seconds=queued_after))
+            | Q(channel="websocket", updated_at__lt=now - timedelta(seconds=websocket_after))
+        )
+        .values_list("pk", "channel")[:1000]
+    )
     for pk, channel in stale_queued:
         # Touch the row so the next sweep waits another full timeout for this dispatch.
         Intervention.objects.filter(pk=pk, status=Status.QUEUED).update(updated_at=now)

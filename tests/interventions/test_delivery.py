@@ -209,3 +209,34 @@ def test_metrics_show_attempts_and_failure_reasons_from_every_process(shop, prov
         in body
     )
     assert 'engine_interventions{channel="email",status="failed"} 1.0' in body
+
+
+@pytest.fixture
+def websocket_to_log(settings):
+    from notifications.transports.base import get_transport
+
+    settings.NOTIFICATION_TRANSPORTS = {**settings.NOTIFICATION_TRANSPORTS, "websocket": "log"}
+    get_transport.cache_clear()
+    yield
+    get_transport.cache_clear()
+
+
+def test_websocket_publish_lost_to_a_redis_outage_is_republished_within_a_minute(
+    shop, websocket_to_log
+):
+    from notifications.transports.base import LogTransport
+
+    later = (timezone.now() + timedelta(minutes=5)).isoformat()
+    intervention = trigger(shop, channel="websocket", scheduled_at=later)
+    # The inline publish failed (Redis down): the row stayed queued, no task will retry it.
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.QUEUED, updated_at=timezone.now() - timedelta(seconds=45)
+    )
+    LogTransport.outbox.clear()
+
+    counts = do_sweep_stuck()
+
+    intervention.refresh_from_db()
+    assert counts["redispatched"] == 1
+    assert intervention.status == Status.SENT
+    assert [m.intervention_id for m in LogTransport.outbox] == [str(intervention.pk)]
