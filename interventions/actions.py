@@ -659,6 +659,54 @@ def do_mark_delivered(intervention: Intervention, source: str, at: datetime | No
     return True
 
 
+def do_mark_delivered_many(
+    deliveries: list[tuple[Intervention, datetime]], source: str
+) -> set[Any]:
+    """sent → delivered for a batch (WebSocket acks arrive in bursts): the ids that moved.
+
+    Same result as ``do_mark_delivered`` one by one (status, history row, tracking row),
+    in one locked SELECT, one UPDATE and two bulk INSERTs instead of four statements each.
+    """
+    from tracking.models import TrackingEvent
+
+    wanted = {intervention.pk: (intervention, at) for intervention, at in deliveries}
+    if not wanted:
+        return set()
+    with transaction.atomic():
+        still_sent = set(
+            Intervention.objects.select_for_update()
+            .filter(pk__in=list(wanted), status=Status.SENT)
+            .values_list("pk", flat=True)
+        )
+        moved = [wanted[pk] for pk in still_sent]
+        reason = f"delivered ({source})"
+        for intervention, at in moved:
+            intervention.status, intervention.status_reason = Status.DELIVERED, reason
+            intervention.delivered_at, intervention.updated_at = at, at
+        Intervention.objects.bulk_update(
+            [i for i, _ in moved], ["status", "status_reason", "delivered_at", "updated_at"]
+        )
+        InterventionEvent.objects.bulk_create(
+            InterventionEvent(
+                intervention=i,
+                from_status=Status.SENT,
+                to_status=Status.DELIVERED,
+                reason=reason,
+                at=at,
+            )
+            for i, at in moved
+        )
+        TrackingEvent.objects.bulk_create(
+            TrackingEvent(
+                store_id=i.store_id, intervention=i, kind="delivered", source=source, occurred_at=at
+            )
+            for i, at in moved
+        )
+    for intervention, _ in moved:
+        metrics.DELIVERED.labels(channel=intervention.channel).inc()
+    return still_sent
+
+
 def do_fail_after_send(intervention: Intervention, reason: str, source: str) -> bool:
     """sent → failed (hard bounce, undeliverable SMS), then the next fallback channel."""
     try:

@@ -88,7 +88,9 @@ def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:
             provider_message_id__in=by_message, channel="websocket"
         ).select_related("shopper"):
             by_provider_id[(str(row.store_id), row.provider_message_id)] = row
-    outcomes = []
+    outcomes: list[str] = []
+    to_deliver: dict[Any, tuple[Intervention, datetime]] = {}
+    waiting: list[tuple[int, Any]] = []  # (position in outcomes, intervention id)
     for ack in acks:
         intervention = (
             found.get(ack.intervention_id)
@@ -107,8 +109,15 @@ def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:
         elif intervention.status != Status.SENT:
             outcomes.append("ignored")
         else:
-            delivered = pipeline.do_mark_delivered(intervention, source="websocket", at=ack.at)
-            outcomes.append("delivered" if delivered else "ignored")
+            to_deliver.setdefault(intervention.pk, (intervention, ack.at))
+            waiting.append((len(outcomes), intervention.pk))
+            outcomes.append("ignored")
+    # One batched write for every ack of the batch; the first ack of an intervention wins.
+    delivered = pipeline.do_mark_delivered_many(list(to_deliver.values()), source="websocket")
+    for index, pk in waiting:
+        if pk in delivered:
+            outcomes[index] = "delivered"
+            delivered.discard(pk)
     return outcomes
 
 

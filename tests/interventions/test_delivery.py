@@ -240,3 +240,22 @@ def test_websocket_publish_lost_to_a_redis_outage_is_republished_within_a_minute
     assert counts["redispatched"] == 1
     assert intervention.status == Status.SENT
     assert [m.intervention_id for m in LogTransport.outbox] == [str(intervention.pk)]
+
+
+def test_acks_in_bulk_mark_each_sent_intervention_delivered_once(shop, websocket_to_log):
+    from interventions.actions import do_mark_delivered_many
+    from tracking.models import TrackingEvent
+
+    first, second = (trigger(shop, user_id=u, channel="websocket") for u in ("a", "b"))
+    for intervention in (first, second):
+        intervention.refresh_from_db()
+    at = timezone.now()
+
+    moved = do_mark_delivered_many([(first, at), (second, at), (first, at)], source="websocket")
+
+    assert moved == {first.pk, second.pk}
+    assert do_mark_delivered_many([(first, at)], source="websocket") == set()
+    first.refresh_from_db()
+    assert (first.status, first.delivered_at) == (Status.DELIVERED, at)
+    assert history(first)[-1] == ("sent", "delivered")
+    assert TrackingEvent.objects.filter(kind="delivered").count() == 2
