@@ -74,3 +74,32 @@ def django_db_modify_db_settings(django_db_modify_db_settings):
         close_pool = getattr(connection, "close_pool", None)
         if close_pool is not None:
             close_pool()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_pool_before_dropping_the_test_database(django_db_setup, django_db_blocker):
+    """PostgreSQL refuses to drop a database with sessions on it. The pool keeps idle
+    connections open, and threads that served ASGI requests or consumers in-process may
+    still hold one; end them all before pytest-django drops the test database."""
+    yield
+    import psycopg
+    from django.db import connection, connections
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+        for each in connections.all():
+            each.close()
+            close_pool = getattr(each, "close_pool", None)
+            if close_pool is not None:
+                close_pool()
+        if connection.vendor != "postgresql":
+            return
+        params = connection.get_connection_params()
+        params.pop("pool", None)
+        params.update(dbname="postgres", autocommit=True)
+        with psycopg.connect(**params) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
