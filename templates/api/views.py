@@ -1,7 +1,5 @@
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
@@ -22,17 +20,6 @@ from templates.api.serializers import (
 from templates.models import Template, TemplateVersion
 from templates.rendering import RenderError
 
-T = TypeVar("T")
-
-
-def as_api_errors(operation: Callable[[], T]) -> T:
-    """Actions raise Django's ValidationError; the API answers it in the one error shape."""
-    try:
-        return operation()
-    except DjangoValidationError as error:
-        detail = error.message_dict if hasattr(error, "error_dict") else error.messages
-        raise serializers.ValidationError(detail) from error
-
 
 class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
     """Message templates. Content lives in immutable versions: POST a version to edit,
@@ -48,15 +35,13 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
         data = dict(serializer.validated_data)
-        serializer.instance = as_api_errors(
-            lambda: actions.check_create_template(self.store, **data)
-        )
+        serializer.instance = actions.check_create_template(self.store, **data)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         template = self.get_object()
         changes = TemplateUpdateSerializer(data=request.data, partial=True)
         changes.is_valid(raise_exception=True)
-        as_api_errors(lambda: actions.check_update_template(template, **changes.validated_data))
+        actions.check_update_template(template, **changes.validated_data)
         return Response(TemplateSerializer(template).data)
 
     def perform_destroy(self, instance: Template) -> None:
@@ -78,13 +63,11 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
             return Response(TemplateVersionSerializer(self.versions_of(template), many=True).data)
         incoming = TemplateVersionSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        version = as_api_errors(
-            lambda: actions.check_create_version(
-                template,
-                content=incoming.validated_data["content"],
-                note=incoming.validated_data.get("note", ""),
-                publish=incoming.validated_data.get("publish", False),
-            )
+        version = actions.check_create_version(
+            template,
+            content=incoming.validated_data["content"],
+            note=incoming.validated_data.get("note", ""),
+            publish=incoming.validated_data.get("publish", False),
         )
         return Response(TemplateVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
