@@ -4,6 +4,7 @@ from rest_framework import mixins, serializers, viewsets
 
 from campaigns.models import Campaign
 from config.api import StrictModelSerializer
+from interventions.actions import check_template
 from stores.api.scoping import StoreScopedMixin
 
 
@@ -37,6 +38,9 @@ class CampaignSerializer(StrictModelSerializer):
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "template_key" in attrs:
+            check_template(self.context["view"].store, attrs["template_key"], field="template_key")
+
         def current(name: str) -> Any:
             return attrs.get(name, getattr(self.instance, name, None))
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -55,7 +56,9 @@ from notifications.transports.base import (
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
 from templates.context import build_context
-from templates.rendering import render_message
+from templates.rendering import RenderError, published_template, render_message
+from tracking.actions import do_record_tracking_event
+from tracking.models import TrackingEvent
 
 logger = structlog.get_logger(__name__)
 
@@ -258,8 +261,6 @@ def _build_decided(
     # Minted before the row, so the rendered links can name the intervention.
     intervention_id = uuid.uuid4()
     if decision.intervene and decision.channel:
-        from templates.rendering import RenderError
-
         try:
             version, content = _render(
                 store,
@@ -371,6 +372,17 @@ def _json_safe(payload: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
+def check_template(store: Store, template_key: str, field: str = "template") -> None:
+    """A template that does not exist or has no published version is the caller's
+    mistake: a 400 naming the field, and nothing stored."""
+    if not template_key:
+        return
+    try:
+        published_template(store.pk, template_key)
+    except RenderError as exc:
+        raise ValidationError({field: [str(exc)]}) from exc
+
+
 def check_trigger_intervention(
     store: Store, trigger: dict[str, Any], idempotency_key: str = ""
 ) -> tuple[Intervention, bool]:
@@ -384,6 +396,7 @@ def check_trigger_intervention(
         existing = Intervention.objects.filter(store=store, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, fingerprint), False
+    check_template(store, trigger.get("template", ""))
     try:
         with transaction.atomic():
             intervention = _trigger(store, trigger, idempotency_key, fingerprint)
@@ -555,8 +568,6 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
 
 def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:
     """Checkout: the cart converted. Cancel what has not gone out; attribute what has."""
-    from tracking.actions import do_record_tracking_event
-
     if cart.converted_at is None:
         cart.converted_at = at
         cart.conversion_value = Decimal(str(value)) if value is not None else cart.value
@@ -646,8 +657,6 @@ def do_retry_failed(intervention: Intervention, reason: str = "retry requested")
 
 def do_mark_delivered(intervention: Intervention, source: str, at: datetime | None = None) -> bool:
     """sent → delivered (a WebSocket ack, a provider's delivery report); False if not sent."""
-    from tracking.actions import do_record_tracking_event
-
     at = at or timezone.now()
     try:
         with transaction.atomic():
@@ -667,8 +676,6 @@ def do_mark_delivered_many(
     Same result as ``do_mark_delivered`` one by one (status, history row, tracking row),
     in one locked SELECT, one UPDATE and two bulk INSERTs instead of four statements each.
     """
-    from tracking.models import TrackingEvent
-
     wanted = {intervention.pk: (intervention, at) for intervention, at in deliveries}
     if not wanted:
         return set()
@@ -1002,8 +1009,6 @@ def _handle_transport_error(
 
 def _fall_back(intervention: Intervention, reason: str = "") -> bool:
     """Move to the next usable channel of the chain; False when none is left."""
-    from templates.rendering import RenderError
-
     shopper = intervention.shopper
     facts = shopper_facts(shopper)
     remaining = list(intervention.fallback_channels or [])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -32,6 +33,7 @@ from interventions.actions import (
     _json_safe,
     _message_for,
     _register_push_tokens,
+    check_template,
     check_trigger_intervention,
     do_deliver,
     facts_from,
@@ -63,12 +65,15 @@ def check_trigger_batch(store: Store, triggers: list[dict[str, Any]]) -> list[Ou
             store=store, idempotency_key__in=[k for k in keys if k]
         ).select_related("shopper", "cart")
     }
+    unusable = _unusable_templates(store, {t.get("template", "") for t in triggers})
     first_in_batch: dict[str, int] = {}
     repeats: dict[int, int] = {}
     todo: list[int] = []
     for index, key in enumerate(keys):
         if key and key in earlier:
             results[index] = _replay(earlier[key], fingerprints[index])
+        elif triggers[index].get("template", "") in unusable:
+            results[index] = unusable[triggers[index]["template"]]
         elif key and key in first_in_batch:
             repeats[index] = first_in_batch[key]
         else:
@@ -95,6 +100,17 @@ def check_trigger_batch(store: Store, triggers: list[dict[str, Any]]) -> list[Ou
     return [r if r is not None else ValueError("not processed") for r in results]
 
 
+def _unusable_templates(store: Store, keys: set[str]) -> dict[str, ValidationError]:
+    """Each distinct template of the batch checked once (the published version is cached)."""
+    unusable = {}
+    for key in keys:
+        try:
+            check_template(store, key)
+        except ValidationError as exc:
+            unusable[key] = exc
+    return unusable
+
+
 def _replay(intervention: Intervention, fingerprint: str) -> Outcome | Exception:
     try:
         return Outcome(_idempotent_replay(intervention, fingerprint), False)
@@ -109,7 +125,7 @@ def _one_by_one(
     for trigger, key in zip(triggers, keys, strict=True):
         try:
             intervention, created = check_trigger_intervention(store, trigger, key)
-        except (InterventionConflict, IntegrityError) as exc:
+        except (InterventionConflict, IntegrityError, ValidationError) as exc:
             results.append(exc)
         else:
             results.append(Outcome(intervention, created))

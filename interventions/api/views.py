@@ -4,6 +4,7 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -138,7 +139,8 @@ class InterventionViewSet(
         summary="Trigger an intervention",
         description="The caller's decision: the probability threshold, campaign conditions "
         "and frequency caps are skipped; opt-outs, suppression lists and quiet hours "
-        "(email, SMS, push) still apply. 201 when created, 200 when an Idempotency-Key repeat.",
+        "(email, SMS, push) still apply. 201 when created, 200 when an Idempotency-Key repeat; "
+        "an unknown or unpublished `template` is a 400 and nothing is stored.",
     )
     def create(self, request: Request) -> Response:
         serializer = TriggerSerializer(data=request.data)
@@ -235,6 +237,9 @@ class InterventionViewSet(
                     "status": 201 if outcome.created else 200,
                     "intervention": batch_summary(outcome.intervention),
                 }
+            elif isinstance(outcome, DjangoValidationError):
+                fields = {k: [str(m) for m in v] for k, v in outcome.message_dict.items()}
+                results[index] = {"status": 400, **error_body("invalid", "Invalid item.", fields)}
             else:
                 code = 409 if isinstance(outcome, actions.InterventionConflict) else 400
                 results[index] = {"status": code, **error_body("rejected", str(outcome))}

@@ -421,3 +421,35 @@ def test_datetimes_the_database_cannot_hold_are_400_not_500(shop, request_args, 
 
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
+
+
+def test_unknown_or_unpublished_template_is_400_and_stores_nothing(shop):
+    from templates.models import Template
+
+    Template.objects.create(store=shop.store, key="draft", name="Never published")
+
+    unknown = shop.client.post(
+        "/api/v1/interventions", {"user_id": "a", "template": "nope"}, format="json"
+    )
+    draft = shop.client.post(
+        "/api/v1/interventions", {"user_id": "a", "template": "draft"}, format="json"
+    )
+    batch = shop.client.post(
+        "/api/v1/interventions/batch",
+        {"interventions": [{"user_id": "a", "template": "nope"}, {"user_id": "b"}]},
+        format="json",
+    ).json()
+    campaign = shop.client.post(
+        "/api/v1/campaigns",
+        {"name": "x", "trigger": "cart_abandoned", "channel": "email", "template_key": "nope"},
+        format="json",
+    )
+
+    assert (unknown.status_code, draft.status_code, campaign.status_code) == (400, 400, 400)
+    assert "template" in unknown.json()["error"]["fields"]
+    assert "published" in draft.json()["error"]["message"]
+    assert "template_key" in campaign.json()["error"]["fields"]
+    assert [r["status"] for r in batch["results"]] == [400, 201]
+    assert "template" in batch["results"][0]["error"]["fields"]
+    assert Intervention.objects.count() == 1
+    assert not Campaign.objects.exists()
