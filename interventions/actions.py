@@ -15,7 +15,7 @@ import json
 import random
 import time as monotonic_time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -115,17 +115,14 @@ def shopper_facts(
         if addresses
         else set()
     )
-    connected = (
-        "websocket" in channels
-        and len(channels) > 1
-        and is_connected(str(shopper.store_id), shopper.external_id)
-    )
+    # Only ``auto`` chooses among channels, so only it asks the registry.
+    connected = len(channels) > 1 and is_connected(str(shopper.store_id), shopper.external_id)
     return facts_from(shopper, tokens or (), suppressed, connected)
 
 
 def facts_from(
     shopper: Shopper,
-    push_tokens: Iterable[str],
+    push_tokens: Collection[str],
     suppressed: set[tuple[str, str]],
     connected: bool,
 ) -> decisions.ShopperFacts:
@@ -135,7 +132,7 @@ def facts_from(
         reachable.add("email")
     if shopper.phone:
         reachable.add("sms")
-    if any(True for _ in push_tokens):
+    if push_tokens:
         reachable.add("push")
     return decisions.ShopperFacts(
         timezone=shopper.timezone,
@@ -188,7 +185,6 @@ def campaign_rule(campaign: Campaign) -> decisions.CampaignRule:
         segments=tuple(campaign.segments or ()),
         min_probability=campaign.min_probability,
         max_probability=campaign.max_probability,
-        discount_percent=campaign.discount_percent,
     )
 
 

@@ -45,19 +45,19 @@ from stores.models import Store
 logger = structlog.get_logger(__name__)
 
 LIVE_CONNECTIONS = Gauge(
-    "ie_websocket_connections", "Open WebSocket connections in this process.", ["room"]
+    "engine_websocket_connections", "Open WebSocket connections in this process.", ["room"]
 )
 REFUSED = Counter(
-    "ie_websocket_refused_total", "WebSocket connections refused, by reason.", ["reason"]
+    "engine_websocket_refused_total", "WebSocket connections refused, by reason.", ["reason"]
 )
 BAD_FRAMES = Counter(
-    "ie_websocket_bad_frames_total", "Client frames answered with an error.", ["problem"]
+    "engine_websocket_bad_frames_total", "Client frames answered with an error.", ["problem"]
 )
 IDLE_CLOSED = Counter(
-    "ie_websocket_idle_closed_total", "Connections closed for silence beyond the idle timeout."
+    "engine_websocket_idle_closed_total", "Connections closed for silence beyond the idle timeout."
 )
 FRAMES_SENT = Counter(
-    "ie_websocket_frames_sent_total", "Intervention frames sent, by how.", ["how"]
+    "engine_websocket_frames_sent_total", "Intervention frames sent, by how.", ["how"]
 )
 
 REMEMBERED_FRAMES = 1000

@@ -83,7 +83,6 @@ class CampaignRule:
     segments: Sequence[str] = ()
     min_probability: float | None = None
     max_probability: float | None = None
-    discount_percent: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,6 @@ class CartItemSerializer(StrictSerializer):
     image = serializers.URLField(required=False, allow_blank=True)
     url = serializers.URLField(required=False, allow_blank=True)
 
-    def to_representation(self, instance: Any) -> Any:
-        return instance
-
 
 class CartSerializer(StrictSerializer):
     value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)

@@ -26,14 +26,14 @@ ACK_BATCH_SECONDS = 0.05
 ACK_BATCH_MAX = 500
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
-ACKS = Counter("ie_websocket_acks_total", "Client acks, by outcome.", ["outcome"])
+ACKS = Counter("engine_websocket_acks_total", "Client acks, by outcome.", ["outcome"])
 ACK_BATCH_SIZE = Histogram(
-    "ie_websocket_ack_batch_size",
+    "engine_websocket_ack_batch_size",
     "Acks written per batch.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
 )
 ACK_BATCH_FAILURES = Counter(
-    "ie_websocket_ack_batch_failures_total", "Ack batches that failed (database errors)."
+    "engine_websocket_ack_batch_failures_total", "Ack batches that failed (database errors)."
 )
 
 OnUnknown = Callable[[AckRequest], Awaitable[None]]

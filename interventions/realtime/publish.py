@@ -22,7 +22,7 @@ from interventions.realtime.redis_clients import sync_redis
 logger = structlog.get_logger(__name__)
 
 PUBLISH_SECONDS = Histogram(
-    "ie_websocket_publish_seconds",
+    "engine_websocket_publish_seconds",
     "Time to log and publish one intervention frame to its rooms.",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )

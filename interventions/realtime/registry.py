@@ -31,7 +31,7 @@ logger = structlog.get_logger(__name__)
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 REGISTRY_ERRORS = Counter(
-    "ie_websocket_registry_errors_total",
+    "engine_websocket_registry_errors_total",
     "Redis errors while reading or writing the WebSocket connection registry.",
     ["operation"],
 )

@@ -17,7 +17,7 @@ from notifications.transports.base import OutboundMessage, Transport, TransportE
 logger = structlog.get_logger(__name__)
 
 PUBLISH_FAILURES = Counter(
-    "ie_websocket_publish_failures_total", "Intervention frames that could not be published."
+    "engine_websocket_publish_failures_total", "Intervention frames that could not be published."
 )
 
 

@@ -139,7 +139,7 @@ async def test_silent_connection_is_closed_after_the_idle_timeout(
 
 def live_gauge(body: str) -> float:
     for line in body.splitlines():
-        if line.startswith('ie_websocket_connections{room="store"}'):
+        if line.startswith('engine_websocket_connections{room="store"}'):
             return float(line.split()[-1])
     return 0.0
 
