@@ -1,8 +1,36 @@
+from datetime import datetime
+
 import pytest
+import time_machine
 from rest_framework.test import APIClient
 
 from stores.actions import do_create_store
 from stores.models import Store
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--wall-clock",
+        default=None,
+        help="Run in-process tests as if the wall clock read this ISO 8601 instant (the clock "
+        "keeps ticking from there). make test runs the suite again at a quiet-hours time: CI "
+        "runs at any hour, so no test may depend on when it runs.",
+    )
+
+
+@pytest.fixture(autouse=True)
+def wall_clock(request: pytest.FixtureRequest):
+    """Move this process's wall clock to ``--wall-clock``.
+
+    Tests marked ``slow`` start other processes, which keep the real clock: a test whose
+    outcome depends on the hour there must set the store up so it does not (no quiet hours).
+    """
+    instant = request.config.getoption("--wall-clock")
+    if not instant or request.node.get_closest_marker("slow"):
+        yield
+        return
+    with time_machine.travel(datetime.fromisoformat(instant), tick=True):
+        yield
 
 
 class StoreSession:

@@ -59,20 +59,29 @@ def test_embedded_mode_serves_the_product_on_sqlite_without_redis(tmp_path):
         def ready():
             try:
                 return requests.get(f"{base}/health/ready", timeout=2)
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or too slow while starting
                 return None
 
         assert wait_for(ready, timeout=30).json()["checks"]["database"] == "ok"
+        auth = {"Authorization": f"Api-Key {demo['api_key']}"}
+        # The demo store has quiet hours and this server keeps the real clock: without
+        # this the email would be scheduled for the morning whenever CI runs at night.
+        requests.patch(
+            f"{base}/api/v1/stores/{demo['store_id']}",
+            json={"quiet_hours_start": None, "quiet_hours_end": None},
+            headers=auth,
+            timeout=10,
+        ).raise_for_status()
         created = requests.post(
             f"{base}/api/v1/interventions",
             json={"user_id": "sam", "channel": "email", "user": {"email": "sam@example.test"}},
-            headers={"Authorization": f"Api-Key {demo['api_key']}"},
+            headers=auth,
             timeout=10,
         )
         assert created.status_code == 201
         detail = requests.get(
             f"{base}/api/v1/interventions/{created.json()['id']}",
-            headers={"Authorization": f"Api-Key {demo['api_key']}"},
+            headers=auth,
             timeout=10,
         ).json()
 
