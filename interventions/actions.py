@@ -15,6 +15,7 @@ import json
 import random
 import time as monotonic_time
 import uuid
+from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,7 +46,7 @@ from interventions.models import (
     transition,
 )
 from interventions.realtime.registry import is_connected
-from notifications.models import Suppression
+from notifications.models import Device, Suppression
 from notifications.recipients import address_for
 from notifications.transports.base import (
     OutboundMessage,
@@ -578,7 +579,9 @@ def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:
     window = timedelta(hours=settings.ATTRIBUTION_WINDOW_HOURS)
     touched = (
         Intervention.objects.filter(
-            cart=cart, status__in=[Status.SENT, Status.DELIVERED], sent_at__gte=at - window
+            cart=cart,
+            status__in=[Status.SENT, Status.UNCONFIRMED, Status.DELIVERED],
+            sent_at__gte=at - window,
         )
         .order_by("-sent_at")
         .first()
@@ -780,30 +783,63 @@ def dispatch_many(queued: list[tuple[Any, str]]) -> None:
                 )
 
 
-def _block_at_send_time(intervention: Intervention) -> str:
+@dataclass
+class SendFacts:
+    """What the send-time checks read, fetched once for a whole batch (or for one)."""
+
+    suppressed: set[tuple[Any, str, str]]  # (store id, channel, address)
+    push_tokens: dict[int, list[str]]  # shopper id → active device tokens
+
+
+def send_facts(interventions: Collection[Intervention]) -> SendFacts:
+    addresses = {
+        address
+        for i in interventions
+        if i.channel in ("email", "sms")
+        and (address := address_for(i.shopper, i.channel))
+        and isinstance(address, str)
+    }
+    suppressed: set[tuple[Any, str, str]] = set()
+    if addresses:
+        suppressed = set(
+            Suppression.objects.filter(
+                store_id__in={i.store_id for i in interventions}, address__in=addresses
+            ).values_list("store_id", "channel", "address")
+        )
+    push_tokens: dict[int, list[str]] = {}
+    push_shoppers = {i.shopper_id for i in interventions if i.channel == "push"}
+    if push_shoppers:
+        for shopper_id, token in Device.objects.filter(
+            shopper_id__in=push_shoppers, active=True
+        ).values_list("shopper_id", "token"):
+            push_tokens.setdefault(shopper_id, []).append(token)
+    return SendFacts(suppressed, push_tokens)
+
+
+def _recipient(intervention: Intervention, facts: SendFacts) -> str | list[str] | None:
+    if intervention.channel == "push":
+        return facts.push_tokens.get(intervention.shopper_id) or None
+    return address_for(intervention.shopper, intervention.channel)
+
+
+def _block_at_send_time(
+    intervention: Intervention, recipient: str | list[str] | None, facts: SendFacts
+) -> str:
     """Opt-outs and suppressions can arrive after the decision: STOP wins over a queued SMS."""
-    shopper = intervention.shopper
-    if intervention.channel in (shopper.opted_out_channels or ()):
-        return f"{intervention.channel}: shopper opted out"
-    address = address_for(shopper, intervention.channel)
-    if not address:
-        return f"{intervention.channel}: no address known"
-    if (
-        isinstance(address, str)
-        and Suppression.objects.filter(
-            store_id=intervention.store_id, channel=intervention.channel, address=address
-        ).exists()
+    channel = intervention.channel
+    if channel in (intervention.shopper.opted_out_channels or ()):
+        return f"{channel}: shopper opted out"
+    if not recipient:
+        return f"{channel}: no address known"
+    if isinstance(recipient, str) and (intervention.store_id, channel, recipient) in (
+        facts.suppressed
     ):
-        return f"{intervention.channel}: address on the suppression list"
+        return f"{channel}: address on the suppression list"
     return ""
 
 
-def _message_for(
-    intervention: Intervention, recipient: str | list[str] | None = None
-) -> OutboundMessage:
+def _message_for(intervention: Intervention, recipient: str | list[str]) -> OutboundMessage:
     cart = intervention.cart
-    recipient = recipient or address_for(intervention.shopper, intervention.channel)
-    assert recipient is not None
     return OutboundMessage(
         intervention_id=str(intervention.pk),
         store_id=str(intervention.store_id),
@@ -829,6 +865,13 @@ def _message_for(
     )
 
 
+@dataclass
+class BatchDelivery:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    # (intervention id, provider's retry-after) for items that failed transiently.
+    to_retry: list[tuple[str, float | None]] = field(default_factory=list)
+
+
 def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
     """Send one queued intervention through its channel's transport. Safe to repeat.
 
@@ -847,20 +890,68 @@ def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
     )
     if intervention is None or intervention.status != Status.QUEUED:
         return "skipped"  # the claim below re-checks the row itself
-    now = timezone.now()
-    if intervention.expires_at and intervention.expires_at <= now:
-        transition(intervention, Status.FAILED, "failed: expired before it could be sent")
-        return "failed"
-    blocked = _block_at_send_time(intervention)
-    if blocked:
-        if _fall_back(intervention, blocked):
-            return "fell_back"
-        transition(intervention, Status.SUPPRESSED, f"suppressed at send time: {blocked}")
-        return "suppressed"
+    return _deliver_loaded(intervention, send_facts([intervention]), timezone.now())
 
+
+def do_deliver_many(intervention_ids: list[str]) -> BatchDelivery:
+    """Deliver a chunk of queued interventions: the reads batched, each send on its own.
+
+    The send-time facts (suppressions, device tokens) are read once for the chunk; each
+    item is then claimed (queued → sending, committed) right before its own provider
+    call and recorded right after it, exactly as ``do_deliver`` does. So a worker killed
+    mid-chunk leaves at most the one item whose call was under way in ``sending``; the
+    rest are still ``queued`` and the sweeper dispatches them again (docs/delivery.md).
+    """
+    result = BatchDelivery()
+    interventions = list(
+        Intervention.objects.select_related("shopper", "cart")
+        .filter(pk__in=intervention_ids, status=Status.QUEUED)
+        .order_by()
+    )
+    result.outcomes["skipped"] += len(intervention_ids) - len(interventions)
+    facts = send_facts(interventions)
+    now = timezone.now()
+    for intervention in interventions:
+        try:
+            result.outcomes[_deliver_loaded(intervention, facts, now)] += 1
+        except TransientDeliveryError as exc:
+            result.to_retry.append((str(intervention.pk), exc.retry_after))
+    return result
+
+
+def _deliver_loaded(intervention: Intervention, facts: SendFacts, now: datetime) -> str:
+    if intervention.expires_at and intervention.expires_at <= now:
+        try:
+            transition(intervention, Status.FAILED, "failed: expired before it could be sent")
+        except IllegalTransition:
+            return "skipped"
+        return "failed"
+    recipient = _recipient(intervention, facts)
+    blocked = _block_at_send_time(intervention, recipient, facts)
+    if blocked:
+        try:
+            if _fall_back(intervention, blocked):
+                return "fell_back"
+            transition(intervention, Status.SUPPRESSED, f"suppressed at send time: {blocked}")
+        except IllegalTransition:
+            return "skipped"
+        return "suppressed"
+    assert recipient is not None
     transport = get_transport(intervention.channel)
+    message = _message_for(intervention, recipient)
     if intervention.channel == "websocket":
-        return _publish_then_record(intervention, transport)
+        return _publish_then_record(intervention, transport, message)
+    return _claim_and_send(intervention, transport, message)
+
+
+def _claim_and_send(
+    intervention: Intervention, transport: Transport, message: OutboundMessage
+) -> str:
+    """Claim (queued → sending, plus a started attempt row), commit, call, record.
+
+    The claim is committed before the provider call, so ``sending`` means "the call may
+    have happened" and nothing else: that is what the sweeper relies on.
+    """
     try:
         with transaction.atomic():
             transition(
@@ -876,7 +967,7 @@ def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
         return "skipped"  # another worker claimed it first
     started = monotonic_time.perf_counter()
     try:
-        provider_message_id = transport.send(_message_for(intervention))
+        provider_message_id = transport.send(message)
     except TransportError as exc:
         return _handle_transport_error(intervention, attempt, exc)
     finally:
@@ -901,7 +992,9 @@ def do_deliver(intervention_id: Any, loaded: Intervention | None = None) -> str:
     return "sent"
 
 
-def _publish_then_record(intervention: Intervention, transport: Transport) -> str:
+def _publish_then_record(
+    intervention: Intervention, transport: Transport, message: OutboundMessage
+) -> str:
     """WebSocket: publish, then record queued → sent and the attempt in one transaction.
 
     No claim step before the send: a repeated publish is harmless (clients de-duplicate
@@ -912,7 +1005,7 @@ def _publish_then_record(intervention: Intervention, transport: Transport) -> st
     started_at = timezone.now()
     started = monotonic_time.perf_counter()
     try:
-        message_id = transport.send(_message_for(intervention))
+        message_id = transport.send(message)
     except TransportError as exc:
         DeliveryAttempt.objects.create(
             intervention=intervention,
@@ -1106,11 +1199,12 @@ def do_sweep_stuck(
       picked up much sooner (``SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS``): an inline publish
       that failed while Redis was down has no task waiting to retry it, the shopper is on
       the site now, and a repeated publish is harmless.
-    - sending for too long: the worker died mid-send and the provider may or may not have
-      the message. WebSocket is re-published (clients de-duplicate by intervention id);
-      other channels are not re-sent, since a second email or SMS is worse than the rare
-      lost one; they are marked sent-unconfirmed and the provider's delivery webhook
-      settles them.
+    - sending for too long: the worker died during the provider call (a row is only in
+      ``sending`` between its own claim and the call's result, so at most one per worker
+      thread), and the provider may or may not have the message. WebSocket is
+      re-published (clients de-duplicate by intervention id); other channels are not
+      re-sent, since a second email or SMS is worse than the rare lost one: they become
+      ``unconfirmed`` and the provider's delivery webhook, if it comes, settles them.
     """
     now = timezone.now()
     queued_after = settings.SWEEP_QUEUED_AFTER_SECONDS if queued_after is None else queued_after
@@ -1125,11 +1219,15 @@ def do_sweep_stuck(
         )
         .values_list("pk", "channel")[:1000]
     )
-    for pk, channel in stale_queued:
-        # Touch the row so the next sweep waits another full timeout for this dispatch.
-        Intervention.objects.filter(pk=pk, status=Status.QUEUED).update(updated_at=now)
-        dispatch(pk, channel)
-        counts["redispatched"] += 1
+    stale = list(stale_queued)
+    if stale:
+        # Touch the rows so the next sweep waits another full timeout for this dispatch.
+        Intervention.objects.filter(pk__in=[pk for pk, _ in stale], status=Status.QUEUED).update(
+            updated_at=now
+        )
+        # In chunks, as a batch is: after a crash there can be thousands of them.
+        dispatch_many(stale)
+        counts["redispatched"] = len(stale)
     for intervention in Intervention.objects.filter(
         status=Status.SENDING, updated_at__lt=now - timedelta(seconds=sending_after)
     )[:1000]:
@@ -1141,12 +1239,17 @@ def do_sweep_stuck(
                 dispatch(intervention.pk, intervention.channel)
                 counts["republished"] += 1
             else:
-                transition(
-                    intervention,
-                    Status.SENT,
-                    "sent-unconfirmed: worker lost during send; not resent to avoid a duplicate",
-                    sent_at=now,
-                )
+                with transaction.atomic():
+                    transition(
+                        intervention,
+                        Status.UNCONFIRMED,
+                        "unconfirmed: worker lost during the provider call; "
+                        "not resent to avoid a duplicate",
+                        sent_at=intervention.updated_at,  # the claim: when it may have gone
+                    )
+                    DeliveryAttempt.objects.filter(
+                        intervention=intervention, outcome=DeliveryAttempt.Outcome.STARTED
+                    ).update(outcome=DeliveryAttempt.Outcome.WORKER_LOST, finished_at=now)
                 counts["unconfirmed"] += 1
         except IllegalTransition:
             continue

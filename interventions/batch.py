@@ -10,39 +10,31 @@ If the bulk insert hits a constraint (an Idempotency-Key raced by a concurrent
 request), the batch is redone one item at a time, which resolves each key on its own.
 """
 
-import time as monotonic_time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
 from typing import Any
 
 import structlog
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from interventions import decisions, metrics
+from interventions import decisions
 from interventions.actions import (
     InterventionConflict,
     Outcome,
-    TransientDeliveryError,
     _announce,
     _build_decided,
-    _handle_transport_error,
     _idempotent_replay,
     _json_safe,
-    _message_for,
     _register_push_tokens,
     check_template,
     check_trigger_intervention,
-    do_deliver,
     facts_from,
     request_fingerprint,
 )
-from interventions.models import Cart, DeliveryAttempt, Intervention, InterventionEvent, Status
+from interventions.models import Cart, Intervention, InterventionEvent
 from interventions.realtime.registry import is_connected
 from notifications.models import Device, Suppression
-from notifications.transports.base import TransportError, get_transport
 from stores.actions import SHOPPER_FIELDS
 from stores.models import Shopper, Store
 
@@ -259,152 +251,3 @@ def _reachability(
         )
     )
     return tokens, suppressed
-
-
-@dataclass
-class BatchDelivery:
-    outcomes: Counter[str] = field(default_factory=Counter)
-    # (intervention id, provider's retry-after) for items that failed transiently.
-    to_retry: list[tuple[str, float | None]] = field(default_factory=list)
-
-
-def do_deliver_many(intervention_ids: list[str]) -> BatchDelivery:
-    """Deliver a chunk of queued interventions with the bookkeeping batched.
-
-    Same guarantees as ``do_deliver``: rows are claimed (queued → sending, skipping rows
-    another worker holds) and committed before any send, each attempt is a row, and
-    only the sends themselves happen one by one. Rows that need the careful path
-    (expired, opted out or suppressed since the decision) go through ``do_deliver``.
-    """
-    result = BatchDelivery()
-    now = timezone.now()
-    with transaction.atomic():
-        claimed = list(
-            Intervention.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("shopper", "cart", "store")
-            .filter(pk__in=intervention_ids, status=Status.QUEUED)
-        )
-        ready, careful = _triage(claimed, now)
-        Intervention.objects.filter(pk__in=[i.pk for i in ready]).update(
-            status=Status.SENDING,
-            status_reason="claimed for sending",
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
-        InterventionEvent.objects.bulk_create(
-            InterventionEvent(
-                intervention=i,
-                from_status=Status.QUEUED,
-                to_status=Status.SENDING,
-                reason="claimed for sending",
-                at=now,
-            )
-            for i in ready
-        )
-        attempts = DeliveryAttempt.objects.bulk_create(
-            DeliveryAttempt(
-                intervention=i, channel=i.channel, transport=get_transport(i.channel).name
-            )
-            for i in ready
-        )
-    result.outcomes["skipped"] += len(intervention_ids) - len(claimed)
-    for intervention in careful:
-        try:
-            result.outcomes[do_deliver(intervention.pk)] += 1
-        except TransientDeliveryError as exc:
-            result.to_retry.append((str(intervention.pk), exc.retry_after))
-
-    push_tokens = _push_tokens([i for i in ready if i.channel == "push"])
-    sent: list[tuple[Intervention, DeliveryAttempt, str, Any]] = []
-    for intervention, attempt in zip(ready, attempts, strict=True):
-        intervention.status = Status.SENDING
-        intervention.attempts += 1
-        transport = get_transport(intervention.channel)
-        recipient = (
-            push_tokens.get(intervention.shopper_id) if intervention.channel == "push" else None
-        )
-        started = monotonic_time.perf_counter()
-        try:
-            provider_message_id = transport.send(_message_for(intervention, recipient))
-        except TransportError as exc:
-            try:
-                result.outcomes[_handle_transport_error(intervention, attempt, exc)] += 1
-            except TransientDeliveryError as transient:
-                result.to_retry.append((str(intervention.pk), transient.retry_after))
-            continue
-        finally:
-            metrics.SEND_SECONDS.labels(channel=intervention.channel).observe(
-                monotonic_time.perf_counter() - started
-            )
-        sent.append((intervention, attempt, provider_message_id[:200], timezone.now()))
-    _settle_sent(sent)
-    result.outcomes["sent"] += len(sent)
-    return result
-
-
-def _triage(claimed: list[Intervention], now: Any) -> tuple[list[Intervention], list[Intervention]]:
-    addresses = {i.shopper.email for i in claimed if i.channel == "email"} | {
-        i.shopper.phone for i in claimed if i.channel == "sms"
-    }
-    suppressed = set(
-        Suppression.objects.filter(address__in=[a for a in addresses if a]).values_list(
-            "store_id", "channel", "address"
-        )
-    )
-    ready, careful = [], []
-    for intervention in claimed:
-        shopper = intervention.shopper
-        address = {"email": shopper.email, "sms": shopper.phone}.get(intervention.channel)
-        if (
-            (intervention.expires_at and intervention.expires_at <= now)
-            or intervention.channel in (shopper.opted_out_channels or ())
-            or (intervention.channel in ("email", "sms") and not address)
-            or (intervention.store_id, intervention.channel, address) in suppressed
-        ):
-            careful.append(intervention)
-        else:
-            ready.append(intervention)
-    return ready, careful
-
-
-def _push_tokens(interventions: list[Intervention]) -> dict[int, list[str]]:
-    tokens: dict[int, list[str]] = defaultdict(list)
-    if interventions:
-        for shopper_id, token in Device.objects.filter(
-            shopper_id__in={i.shopper_id for i in interventions}, active=True
-        ).values_list("shopper_id", "token"):
-            tokens[shopper_id].append(token)
-    return tokens
-
-
-def _settle_sent(sent: list[tuple[Intervention, DeliveryAttempt, str, Any]]) -> None:
-    if not sent:
-        return
-    with transaction.atomic():
-        for intervention, attempt, provider_message_id, at in sent:
-            reason = f"sent via {attempt.transport}"
-            intervention.status, intervention.status_reason = Status.SENT, reason
-            intervention.provider_message_id, intervention.sent_at = provider_message_id, at
-            intervention.updated_at = at
-            attempt.outcome = DeliveryAttempt.Outcome.SUCCEEDED
-            attempt.provider_message_id, attempt.finished_at = provider_message_id, at
-            metrics.DELIVERY_ATTEMPTS.labels(
-                channel=intervention.channel, outcome="succeeded"
-            ).inc()
-        Intervention.objects.bulk_update(
-            [s[0] for s in sent],
-            ["status", "status_reason", "provider_message_id", "sent_at", "updated_at"],
-        )
-        DeliveryAttempt.objects.bulk_update(
-            [s[1] for s in sent], ["outcome", "provider_message_id", "finished_at"]
-        )
-        InterventionEvent.objects.bulk_create(
-            InterventionEvent(
-                intervention=i,
-                from_status=Status.SENDING,
-                to_status=Status.SENT,
-                reason=i.status_reason,
-                at=at,
-            )
-            for i, _, _, at in sent
-        )

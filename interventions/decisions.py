@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 ALL_CHANNELS = ("websocket", "email", "sms", "push")
 QUIET_HOURS_CHANNELS = frozenset({"email", "sms", "push"})
 # Counts toward frequency caps: anything that was or will be sent.
-CAPPED_STATUSES = frozenset({"scheduled", "queued", "sending", "sent", "delivered"})
+CAPPED_STATUSES = frozenset({"scheduled", "queued", "sending", "sent", "unconfirmed", "delivered"})
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,10 @@ class Status(models.TextChoices):
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
+    # The worker died during the provider call: the provider may or may not have the
+    # message. Never re-sent (a second email is worse than a lost one); its delivery
+    # webhook, if it comes, settles it (docs/delivery.md).
+    UNCONFIRMED = "unconfirmed"
     DELIVERED = "delivered"
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
@@ -101,18 +105,35 @@ class Status(models.TextChoices):
 ALLOWED_SOURCES: dict[str, frozenset[str]] = {
     Status.SCHEDULED: frozenset({Status.PENDING, Status.QUEUED}),
     # queued → queued: re-queued on the next channel of the fallback chain.
+    # unconfirmed → queued / sent: the worker that was presumed dead finished its call
+    # after all, and what it saw beats the sweeper's guess.
     Status.QUEUED: frozenset(
-        {Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.FAILED}
+        {
+            Status.PENDING,
+            Status.SCHEDULED,
+            Status.QUEUED,
+            Status.SENDING,
+            Status.UNCONFIRMED,
+            Status.FAILED,
+        }
     ),
     Status.SENDING: frozenset({Status.QUEUED}),
     # queued → sent: WebSocket publishes first and records after (docs/delivery.md).
-    Status.SENT: frozenset({Status.SENDING, Status.QUEUED}),
-    Status.DELIVERED: frozenset({Status.SENT}),
+    Status.SENT: frozenset({Status.SENDING, Status.QUEUED, Status.UNCONFIRMED}),
+    Status.UNCONFIRMED: frozenset({Status.SENDING}),
+    Status.DELIVERED: frozenset({Status.SENT, Status.UNCONFIRMED}),
     Status.SUPPRESSED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
     Status.CANCELLED: frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED}),
     # From sent too: a hard bounce or an undeliverable SMS is reported after the send.
     Status.FAILED: frozenset(
-        {Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.SENDING, Status.SENT}
+        {
+            Status.PENDING,
+            Status.SCHEDULED,
+            Status.QUEUED,
+            Status.SENDING,
+            Status.SENT,
+            Status.UNCONFIRMED,
+        }
     ),
 }
 UNSENT_STATUSES = frozenset({Status.PENDING, Status.SCHEDULED, Status.QUEUED})
@@ -222,6 +243,8 @@ class DeliveryAttempt(models.Model):
     class Outcome(models.TextChoices):
         STARTED = "started"
         SUCCEEDED = "succeeded"
+        # The worker died during the call; whether the provider has it is unknown.
+        WORKER_LOST = "worker_lost"
         TRANSIENT_ERROR = "transient_error"
         PERMANENT_ERROR = "permanent_error"
 

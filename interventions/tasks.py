@@ -44,9 +44,7 @@ def deliver_intervention(self: Task, intervention_id: str) -> str:
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=240)
 def deliver_interventions(intervention_ids: list[str]) -> dict[str, int]:
     """A chunk of a batch; an item with a transient error gets its own retrying task."""
-    from interventions.batch import do_deliver_many
-
-    result = do_deliver_many(intervention_ids)
+    result = actions.do_deliver_many(intervention_ids)
     for intervention_id, retry_after in result.to_retry:
         deliver_intervention.apply_async(
             args=(intervention_id,),

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from interventions.actions import do_deliver, do_sweep_stuck
+from interventions.actions import do_deliver, do_mark_delivered, do_sweep_stuck
 from interventions.models import DeliveryAttempt, Intervention, Status, transition
 from notifications.models import Suppression
 
@@ -140,9 +140,22 @@ def test_sweeper_never_resends_an_email_whose_worker_died_mid_send(shop, provide
 
     intervention.refresh_from_db()
     assert counts["unconfirmed"] == 1
-    assert intervention.status == Status.SENT
-    assert intervention.status_reason.startswith("sent-unconfirmed")
+    assert intervention.status == Status.UNCONFIRMED
     assert provider.received == []
+
+
+def test_a_delivery_report_settles_an_unconfirmed_send(shop, provider):
+    intervention = trigger(shop, scheduled_at=(timezone.now() + timedelta(minutes=5)).isoformat())
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.SENDING, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    do_sweep_stuck()
+    intervention.refresh_from_db()
+
+    assert do_mark_delivered(intervention, source="webhook")
+
+    intervention.refresh_from_db()
+    assert intervention.status == Status.DELIVERED
 
 
 def test_fallback_skips_a_channel_the_template_cannot_render(shop, provider):
@@ -173,7 +186,7 @@ def test_fallback_skips_a_channel_the_template_cannot_render(shop, provider):
 
 
 def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, provider):
-    from interventions.batch import do_deliver_many
+    from interventions.actions import do_deliver_many
 
     later = (timezone.now() + timedelta(minutes=5)).isoformat()
     ids = [
