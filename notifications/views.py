@@ -65,13 +65,17 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     if not twilio_signature_is_valid(request):
         return _forbidden("twilio_status")
     status = request.POST.get("MessageStatus", "")
-    code = int(request.POST.get("ErrorCode") or 0)
+    raw_code = request.POST.get("ErrorCode", "")
+    # Twilio's codes are numeric; anything else is kept as seen, never a 500.
+    code: int | str = int(raw_code) if raw_code.isdigit() else raw_code
     sid = request.POST.get("MessageSid", "")
     metadata = {"status": status, "error_code": code} if code else {"status": status}
+    intervention_id = request.GET.get("intervention", "")
     if status == "delivered":
         actions.do_record_provider_event(
             channel="sms",
             provider_message_id=sid,
+            intervention_id=intervention_id,
             kind="delivered",
             source="sms_webhook",
             metadata=metadata,
@@ -80,11 +84,12 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         actions.do_record_provider_event(
             channel="sms",
             provider_message_id=sid,
+            intervention_id=intervention_id,
             kind="failed",
             source="sms_webhook",
             metadata=metadata,
             failure_reason=f"sms_{status}" + (f"_{code}" if code else ""),
-            suppress_reason=SUPPRESSING_ERROR_CODES.get(code, ""),
+            suppress_reason=SUPPRESSING_ERROR_CODES.get(code, "") if isinstance(code, int) else "",
         )
     # queued / sending / sent: nothing the intervention does not already know.
     return HttpResponse(status=200)

@@ -44,8 +44,10 @@ PERMANENT_ERROR_CODES = {
 }
 
 
-def status_callback_url() -> str:
-    return f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/"
+def status_callback_url(intervention_id: str) -> str:
+    # Our id rides along: if the worker died before it saw Twilio's MessageSid, the
+    # callback still finds (and settles) the unconfirmed intervention.
+    return f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/status/?intervention={intervention_id}"
 
 
 class TwilioSmsTransport(Transport):
@@ -83,7 +85,7 @@ class TwilioSmsTransport(Transport):
             sent = self.client.messages.create(
                 to=message.recipient,
                 body=body,
-                status_callback=status_callback_url(),
+                status_callback=status_callback_url(message.intervention_id),
                 **sender,
             )
         except TwilioRestException as error:

@@ -1,10 +1,13 @@
 """SMS through the real Twilio SDK, Twilio stubbed at its HTTP edge."""
 
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
 import responses
+from django.utils import timezone
 
+from interventions.actions import do_sweep_stuck
 from interventions.models import Intervention, Status
 from notifications.models import Suppression
 from notifications.transports.base import OutboundMessage, TransportError, get_transport
@@ -15,6 +18,10 @@ from tracking.models import TrackingEvent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PHONE = "+33612345678"
+
+
+def later() -> str:
+    return (timezone.now() + timedelta(minutes=5)).isoformat()
 
 
 def sms(body="Your cart is waiting", to=PHONE):
@@ -38,7 +45,7 @@ def test_sms_goes_to_twilio_with_the_status_callback(http):
         "To": [PHONE],
         "From": ["+15005550006"],
         "Body": ["Your cart is waiting"],
-        "StatusCallback": [f"{PUBLIC}/webhooks/twilio/status/"],
+        "StatusCallback": [f"{PUBLIC}/webhooks/twilio/status/?intervention=i-1"],
     }
 
 
@@ -221,6 +228,42 @@ def test_event_to_twilio_to_status_callback_marks_delivered(shop, http):
     intervention.refresh_from_db()
     assert intervention.status == Status.DELIVERED
     assert TrackingEvent.objects.filter(intervention=intervention, kind="delivered").count() == 1
+
+
+def test_status_callback_settles_an_sms_whose_worker_died_before_seeing_the_sid(shop, http):
+    twilio_answers(http)
+    shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
+    shop.store.save()
+    response = shop.client.post(
+        "/api/v1/interventions",
+        {"user_id": "sam", "channel": "sms", "user": {"phone": PHONE}, "scheduled_at": later()},
+        format="json",
+    )
+    intervention = Intervention.objects.get(pk=response.json()["id"])
+    # Claimed, then the worker died inside the Twilio call: no MessageSid was recorded.
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.SENDING, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    do_sweep_stuck()
+    intervention.refresh_from_db()
+    assert (intervention.status, intervention.provider_message_id) == (Status.UNCONFIRMED, "")
+
+    twilio_post(
+        f"/webhooks/twilio/status/?intervention={intervention.pk}",
+        {"MessageSid": "SM" + "c" * 32, "MessageStatus": "delivered"},
+    )
+
+    intervention.refresh_from_db()
+    assert intervention.status == Status.DELIVERED
+
+
+def test_a_non_numeric_error_code_is_recorded_not_a_server_error(shop):
+    response = twilio_post(
+        "/webhooks/twilio/status/",
+        {"MessageSid": "SMunknown", "MessageStatus": "failed", "ErrorCode": "30003x"},
+    )
+
+    assert response.status_code == 200
 
 
 def test_undelivered_to_a_dead_number_fails_and_suppresses_it(shop, http):
