@@ -198,7 +198,7 @@ def main() -> None:
             "-c",
             str(args.workers),
             "-Q",
-            "decisioning,email,sms,push,websocket,scheduled,retries",
+            "email,sms,push,websocket,scheduled,retries",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

@@ -41,7 +41,7 @@ def publish_directly(
     import django
 
     django.setup()
-    from interventions.realtime.publish import publish_frame
+    from realtime.publish import publish_frame
 
     sent: dict[str, tuple[float, float, int]] = {}
     while time.time() < start_at:

@@ -72,7 +72,7 @@ def issue_tokens(store_id: str, user_ids: list[str]) -> list[str]:
     """Tokens minted in a child process with the servers' settings (same SECRET_KEY)."""
     script = (
         "import django, json, sys; django.setup()\n"
-        "from interventions.realtime.tokens import issue_token\n"
+        "from realtime.tokens import issue_token\n"
         "users = json.load(sys.stdin)\n"
         f"print(json.dumps([issue_token({store_id!r}, 'user', u, ttl=7200)[0] for u in users]))\n"
     )

@@ -10,8 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("intervention_engine")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-# Separate queues so a slow provider cannot hold up decisioning or another channel.
-TASK_QUEUES = ("decisioning", "email", "sms", "push", "websocket", "scheduled", "retries")
+# Separate queues so a slow provider cannot hold up the scheduler or another channel.
+TASK_QUEUES = ("email", "sms", "push", "websocket", "scheduled", "retries")
 app.conf.task_queues = [Queue(name) for name in TASK_QUEUES]
 app.autodiscover_tasks()
 

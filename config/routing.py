@@ -5,7 +5,7 @@ import gc
 from django.conf import settings
 from django.urls import URLPattern, re_path
 
-from interventions.consumers import StoreRoomConsumer, UserRoomConsumer
+from realtime.consumers import StoreRoomConsumer, UserRoomConsumer
 
 STORE_ID = r"(?P<store_id>[0-9a-fA-F-]{36})"
 

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "campaigns",
     "tracking",
     "notifications",
+    "realtime",
     "templates.apps.MessageTemplatesConfig",
 ]
 
@@ -152,7 +153,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=45)
-CELERY_TASK_DEFAULT_QUEUE = "decisioning"
+CELERY_TASK_DEFAULT_QUEUE = "scheduled"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacked task after this long; no task or countdown may exceed it
 # (see docs/delivery.md for why scheduled sends do not use long ETAs).
@@ -302,7 +303,7 @@ NOTIFICATION_TRANSPORTS = {
     # The real one needs Redis (replay streams, pub/sub); the embedded mode has none.
     "websocket": env(
         "WEBSOCKET_TRANSPORT",
-        default="log" if EMBEDDED else "notifications.transports.websocket.WebSocketTransport",
+        default="log" if EMBEDDED else "realtime.transport.WebSocketTransport",
     ),
 }
 

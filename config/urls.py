@@ -7,9 +7,9 @@ from rest_framework.routers import DefaultRouter
 from campaigns.api import CampaignViewSet
 from config import observability
 from interventions.api.views import EventView, InterventionViewSet
-from interventions.realtime import views as realtime
 from notifications import views as notification_views
 from notifications.api.views import DeviceViewSet
+from realtime import views as realtime
 from stores.api.views import ShopperViewSet, StoreViewSet
 from templates.api.views import TemplateViewSet
 from tracking import views as tracking_views

@@ -132,3 +132,9 @@ class PipelineCollector(Collector):
 
 
 REGISTRY.register(PipelineCollector())
+
+PROVIDER_EVENTS = Counter(
+    "engine_provider_events_total",
+    "Delivery reports received from providers",
+    ["channel", "kind", "matched"],
+)

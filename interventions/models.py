@@ -2,16 +2,18 @@
 
 Lifecycle (docs/delivery.md):
 
-    pending ─▶ scheduled ─▶ queued ─▶ sending ─▶ sent ─▶ delivered
-       │           │          │          │        │
+    pending ─▶ scheduled ─▶ queued ─▶ sending ─▶ sent ─────────▶ delivered
+       │           │          │          │  └──▶ unconfirmed ──┘
        └───────────┴──────────┴──────────┴────────┴─▶ suppressed | cancelled | failed
 
-``transition()`` is the only way a status changes: it is a conditional UPDATE (the
-row moves only if it is still in an allowed source state, so two workers racing for
-the same row cannot both win) plus an ``InterventionEvent`` row recording it.
+``record_created()`` writes an intervention's first status; after that ``transition()``
+(or its bulk form ``transition_many()``) is the only way a status changes: a conditional
+UPDATE (the row moves only if it is still in an allowed source state, so two workers
+racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it.
 """
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models, transaction
@@ -103,7 +105,8 @@ class Status(models.TextChoices):
 
 # Allowed source states for each target state.
 ALLOWED_SOURCES: dict[str, frozenset[str]] = {
-    Status.SCHEDULED: frozenset({Status.PENDING, Status.QUEUED}),
+    # scheduled → scheduled: a new send time (the history says when and why).
+    Status.SCHEDULED: frozenset({Status.PENDING, Status.QUEUED, Status.SCHEDULED}),
     # queued → queued: re-queued on the next channel of the fallback chain.
     # unconfirmed → queued / sent: the worker that was presumed dead finished its call
     # after all, and what it saw beats the sweeper's guess.
@@ -309,3 +312,53 @@ def transition(
         expected = current.first() or "missing"
         intervention.status = expected
     raise IllegalTransition(intervention.pk, expected, target)
+
+
+def transition_many(
+    changes: Sequence[tuple[Intervention, dict[str, Any]]], target: str, reason: str
+) -> list[Intervention]:
+    """The bulk form of ``transition``: each row still in an allowed source state moves
+    to ``target`` with its own extra fields; the others are left alone (not an error: in
+    a burst, some rows have moved on). Returns the interventions that moved.
+
+    One locked SELECT, one UPDATE and one INSERT of history rows for the whole batch.
+    """
+    wanted = {intervention.pk: (intervention, fields) for intervention, fields in changes}
+    if not wanted:
+        return []
+    now = timezone.now()
+    reason = reason[:500]
+    with transaction.atomic(savepoint=False):
+        sources = dict(
+            Intervention.objects.select_for_update()
+            .filter(pk__in=list(wanted), status__in=ALLOWED_SOURCES[target])
+            .values_list("pk", "status")
+        )
+        moved = []
+        for pk, from_status in sources.items():
+            intervention, fields = wanted[pk]
+            for name, value in {
+                "status": target, "status_reason": reason, "updated_at": now, **fields
+            }.items():
+                setattr(intervention, name, value)
+            moved.append((intervention, from_status))
+        names = {"status", "status_reason", "updated_at"}.union(*(f for _, f in changes))
+        Intervention.objects.bulk_update([i for i, _ in moved], sorted(names))
+        InterventionEvent.objects.bulk_create(
+            InterventionEvent(
+                intervention=intervention,
+                from_status=from_status,
+                to_status=target,
+                reason=reason,
+                at=now,
+            )
+            for intervention, from_status in moved
+        )
+    return [intervention for intervention, _ in moved]
+
+
+def record_created(created: Sequence[tuple[Intervention, InterventionEvent]]) -> None:
+    """Insert new interventions with the history row of their first status: how a status
+    is first written (every later change goes through ``transition``)."""
+    Intervention.objects.bulk_create([intervention for intervention, _ in created])
+    InterventionEvent.objects.bulk_create([event for _, event in created])

@@ -1,33 +1,24 @@
-"""Opt-outs, suppressions, devices and what providers report (docs/notifications.md).
+"""Opt-outs, suppressions and devices (docs/notifications.md).
 
 The pipeline refuses a channel in ``Shopper.opted_out_channels`` and any address in
 ``Suppression`` for that store and channel; these functions are the only writers.
 """
 
-import uuid
-from datetime import datetime
+from collections.abc import Collection
 from typing import Any
 
 import structlog
 from django.db import transaction
 from prometheus_client import Counter
 
-from interventions import actions as intervention_actions
-from interventions.models import Intervention
 from notifications.models import Device, Suppression
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
-from tracking.actions import do_record_tracking_event
 
 logger = structlog.get_logger(__name__)
 
 OPT_CHANGES = Counter(
     "engine_opt_changes_total", "Opt-outs and opt-ins by channel and cause", ["channel", "change"]
-)
-PROVIDER_EVENTS = Counter(
-    "engine_provider_events_total",
-    "Delivery reports received from providers",
-    ["channel", "kind", "matched"],
 )
 
 # Carrier-standard keywords (CTIA) and Twilio's Advanced Opt-Out defaults.
@@ -81,6 +72,16 @@ def do_opt_in(shopper: Shopper, channel: str, address: str) -> None:
     logger.info("shopper_opted_in", shopper_id=shopper.pk, channel=channel)
 
 
+def do_set_opted_out_channels(shopper: Shopper, channels: Collection[str], reason: str) -> None:
+    """The shopper's opt-outs as a whole (the shopper API): each change goes through
+    ``do_opt_out`` / ``do_opt_in``; the address suppression list is left as it is."""
+    current = set(shopper.opted_out_channels or ())
+    for channel in sorted(set(channels) - current):
+        do_opt_out(shopper, channel, "", reason)
+    for channel in sorted(current - set(channels)):
+        do_opt_in(shopper, channel, "")
+
+
 def do_handle_sms_keyword(phone: str, body: str, help_text: str) -> str:
     """Apply STOP / START / HELP from ``phone``; returns the reply to send ("" for none).
 
@@ -111,66 +112,6 @@ def do_unsubscribe_email(store_id: Any, email: str) -> int:
     if not shoppers:
         do_suppress_address(store_id, "email", email, "email_unsubscribe")
     return len(shoppers)
-
-
-def do_record_provider_event(
-    *,
-    channel: str,
-    provider_message_id: str,
-    kind: str,
-    source: str,
-    occurred_at: datetime | None = None,
-    metadata: dict[str, Any] | None = None,
-    failure_reason: str = "",
-    suppress_reason: str = "",
-    intervention_id: str = "",
-) -> Intervention | None:
-    """A provider's delivery report becomes a tracking event and, for delivered or
-    failed, a state change. Unknown ids return None (the webhook still answers 200)."""
-    intervention = find_intervention(channel, provider_message_id, intervention_id)
-    PROVIDER_EVENTS.labels(channel, kind, "yes" if intervention else "no").inc()
-    if intervention is None:
-        logger.info(
-            "provider_event_unmatched", channel=channel, provider_message_id=provider_message_id
-        )
-        return None
-    if kind == "delivered":
-        # Records the "delivered" tracking event itself; a repeat report is a no-op.
-        intervention_actions.do_mark_delivered(intervention, source=source, at=occurred_at)
-    else:
-        do_record_tracking_event(
-            intervention, kind, source, occurred_at=occurred_at, metadata=metadata or {}
-        )
-    if failure_reason:
-        intervention_actions.do_fail_after_send(intervention, reason=failure_reason, source=source)
-    if suppress_reason:
-        address = _address_of(intervention, channel)
-        if address:
-            do_suppress_address(intervention.store_id, channel, address, suppress_reason)
-    return intervention
-
-
-def find_intervention(
-    channel: str, provider_message_id: str, intervention_id: str = ""
-) -> Intervention | None:
-    interventions = Intervention.objects.select_related("shopper").filter(channel=channel)
-    if provider_message_id:
-        found = interventions.filter(provider_message_id=provider_message_id).first()
-        if found is not None:
-            return found
-    if intervention_id:
-        # The id we put in the message's metadata: survives ESP message id formats.
-        try:
-            pk = uuid.UUID(str(intervention_id))
-        except ValueError:
-            return None
-        return interventions.filter(pk=pk).first()
-    return None
-
-
-def _address_of(intervention: Intervention, channel: str) -> str:
-    shopper = intervention.shopper
-    return {"email": shopper.email, "sms": shopper.phone}.get(channel, "")
 
 
 def do_register_device(store: Store, user_id: str, token: str, platform: str = "") -> Device:

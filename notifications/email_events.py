@@ -11,6 +11,7 @@ import structlog
 from anymail.signals import AnymailTrackingEvent
 from django.conf import settings
 
+from interventions import actions as engine
 from notifications import actions
 from notifications.views import WEBHOOK_REJECTIONS
 
@@ -55,7 +56,7 @@ def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwarg
         metadata["reject_reason"] = event.reject_reason
     if event.click_url:
         metadata["url"] = event.click_url
-    intervention = actions.do_record_provider_event(
+    intervention = engine.do_record_provider_event(
         channel="email",
         provider_message_id=event.message_id or "",
         intervention_id=str((event.metadata or {}).get("intervention_id", "")),

@@ -1,20 +1,70 @@
-"""A shopper's address on each channel."""
+"""Where a shopper can be reached: the one address and reachability look-up.
 
-from notifications.models import Device
+The decision (which channels are reachable), the send-time check (is the address still
+allowed) and the sender (which address, which device tokens) all read it from here, for
+one shopper or for a whole batch in two queries.
+"""
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from notifications.models import Device, Suppression
 from stores.models import Shopper
 
+ADDRESSED_CHANNELS = ("email", "sms")
 
-def address_for(shopper: Shopper, channel: str) -> str | list[str] | None:
-    """The address to send to, or None when the shopper cannot be reached on ``channel``."""
+
+def contact_address(shopper: Shopper, channel: str) -> str:
+    """The shopper's own address on ``channel`` ("" when there is none); push has
+    devices instead (``Reachability.address``)."""
     if channel == "email":
-        return shopper.email or None
+        return shopper.email
     if channel == "sms":
-        return shopper.phone or None
-    if channel == "push":
-        tokens = list(
-            Device.objects.filter(shopper=shopper, active=True).values_list("token", flat=True)
-        )
-        return tokens or None
+        return shopper.phone
     if channel == "websocket":
         return shopper.external_id
-    return None
+    return ""
+
+
+@dataclass(frozen=True)
+class Reachability:
+    push_tokens: dict[Any, list[str]]  # shopper id → active device tokens
+    suppressed: frozenset[tuple[Any, str, str]]  # (store id, channel, address)
+
+    def address(self, shopper: Shopper, channel: str) -> str | list[str] | None:
+        if channel == "push":
+            return self.push_tokens.get(shopper.pk) or None
+        return contact_address(shopper, channel) or None
+
+    def is_suppressed(self, shopper: Shopper, channel: str) -> bool:
+        address = contact_address(shopper, channel) if channel in ADDRESSED_CHANNELS else ""
+        return bool(address) and (shopper.store_id, channel, address) in self.suppressed
+
+
+def reachability(
+    shoppers: Iterable[Shopper], channels: Collection[str] = ("email", "sms", "push")
+) -> Reachability:
+    """Devices and suppressions of ``shoppers``, only for ``channels``: an explicit email
+    trigger does not pay for a device look-up."""
+    shoppers = list(shoppers)
+    push_tokens: dict[Any, list[str]] = {}
+    if "push" in channels and shoppers:
+        for shopper_id, token in Device.objects.filter(
+            shopper__in=shoppers, active=True
+        ).values_list("shopper_id", "token"):
+            push_tokens.setdefault(shopper_id, []).append(token)
+    addresses = {
+        address
+        for shopper in shoppers
+        for channel in ADDRESSED_CHANNELS
+        if channel in channels and (address := contact_address(shopper, channel))
+    }
+    suppressed: frozenset[tuple[Any, str, str]] = frozenset()
+    if addresses:
+        suppressed = frozenset(
+            Suppression.objects.filter(
+                store_id__in={s.store_id for s in shoppers}, address__in=addresses
+            ).values_list("store_id", "channel", "address")
+        )
+    return Reachability(push_tokens, suppressed)

@@ -15,9 +15,10 @@ from prometheus_client import Counter
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from interventions import actions as engine
 from notifications import actions
+from notifications.links import read_unsubscribe_token
 from notifications.transports.sms import SUPPRESSING_ERROR_CODES
-from templates.context import read_unsubscribe_token
 
 logger = structlog.get_logger(__name__)
 
@@ -72,7 +73,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     metadata = {"status": status, "error_code": code} if code else {"status": status}
     intervention_id = request.GET.get("intervention", "")
     if status == "delivered":
-        actions.do_record_provider_event(
+        engine.do_record_provider_event(
             channel="sms",
             provider_message_id=sid,
             intervention_id=intervention_id,
@@ -81,7 +82,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
             metadata=metadata,
         )
     elif status in ("undelivered", "failed"):
-        actions.do_record_provider_event(
+        engine.do_record_provider_event(
             channel="sms",
             provider_message_id=sid,
             intervention_id=intervention_id,

@@ -37,3 +37,17 @@ def do_record_tracking_event(
         source=source,
     )
     return event
+
+
+def do_record_tracking_events(events: list[tuple[Intervention, str, str, datetime]]) -> None:
+    """The bulk form, for bursts (WebSocket acks): (intervention, kind, source, occurred_at)."""
+    TrackingEvent.objects.bulk_create(
+        TrackingEvent(
+            store_id=intervention.store_id,
+            intervention=intervention,
+            kind=kind,
+            source=source,
+            occurred_at=occurred_at,
+        )
+        for intervention, kind, source, occurred_at in events
+    )

@@ -11,8 +11,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from config.errors import error_body
 from interventions.models import Intervention
 from stores.models import Store
-from templates.context import read_recovery_token
 from tracking.actions import do_record_tracking_event
+from tracking.links import read_recovery_token
 
 logger = structlog.get_logger(__name__)
 

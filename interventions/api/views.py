@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from config.api import check_datetime
 from config.errors import error_body, flatten_field_errors
 from interventions import actions
+from interventions.actions import check_trigger_batch
 from interventions.api.serializers import (
     BatchItemSerializer,
     BatchSerializer,
@@ -29,7 +30,6 @@ from interventions.api.serializers import (
     ScheduleSerializer,
     TriggerSerializer,
 )
-from interventions.batch import check_trigger_batch
 from interventions.models import Intervention, Status
 from stores.api.scoping import StoreScopedMixin
 from stores.auth import store_of

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from prometheus_client import Counter
 
+from notifications.links import unsubscribe_url
 from notifications.ratelimit import acquire_send_slot
 from notifications.transports.base import OutboundMessage, Transport, TransportError
-from templates.context import unsubscribe_url
 
 logger = structlog.get_logger(__name__)
 

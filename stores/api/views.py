@@ -1,6 +1,7 @@
 from django.db.models import QuerySet
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, viewsets
 
+from notifications.actions import do_set_opted_out_channels
 from stores.api.scoping import StoreScopedMixin
 from stores.api.serializers import ShopperSerializer, StoreSerializer
 from stores.auth import store_of
@@ -29,3 +30,17 @@ class ShopperViewSet(StoreScopedMixin, viewsets.ModelViewSet):
     serializer_class = ShopperSerializer
     queryset = Shopper.objects.all()
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    # Opt-outs change only through notifications' actions (counted and logged like a
+    # STOP or an unsubscribe); the rest of the profile is saved as sent.
+    def perform_create(self, serializer: serializers.BaseSerializer[Shopper]) -> None:
+        opted_out = serializer.validated_data.pop("opted_out_channels", None)
+        shopper = serializer.save(store=self.store)
+        if opted_out is not None:
+            do_set_opted_out_channels(shopper, opted_out, reason="api")
+
+    def perform_update(self, serializer: serializers.BaseSerializer[Shopper]) -> None:
+        opted_out = serializer.validated_data.pop("opted_out_channels", None)
+        shopper = serializer.save()
+        if opted_out is not None:
+            do_set_opted_out_channels(shopper, opted_out, reason="api")

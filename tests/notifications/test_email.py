@@ -8,10 +8,10 @@ import responses
 from django.test import Client
 
 from interventions.models import Intervention, Status
+from notifications.links import unsubscribe_url
 from notifications.models import Suppression
 from notifications.transports.base import OutboundMessage, TransportError, get_transport
 from stores.actions import do_upsert_shopper
-from templates.context import unsubscribe_url
 from tests.notifications.conftest import POSTMARK_SEND, anymail_post
 from tracking.models import TrackingEvent
 

@@ -10,11 +10,11 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from config.routing import websocket_urlpatterns
-from interventions.consumers import StoreRules
 from interventions.models import Intervention, Status
-from interventions.realtime.redis_clients import sync_redis
-from interventions.realtime.tokens import issue_token
 from notifications.transports.base import OutboundMessage, get_transport
+from realtime.consumers import StoreRules
+from realtime.redis_clients import sync_redis
+from realtime.tokens import issue_token
 from stores.actions import do_upsert_shopper
 from stores.models import Store
 
@@ -26,7 +26,7 @@ def realtime_state(settings):
     """Each test starts with no rooms, registry or cached store rules (our Redis db only)."""
     settings.NOTIFICATION_TRANSPORTS = {
         **settings.NOTIFICATION_TRANSPORTS,
-        "websocket": "notifications.transports.websocket.WebSocketTransport",
+        "websocket": "realtime.transport.WebSocketTransport",
     }
     get_transport.cache_clear()
     sync_redis.cache_clear()

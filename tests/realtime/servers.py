@@ -45,7 +45,7 @@ class Daphne:
             "REDIS_URL": settings.REDIS_URL,
             "DATABASE_POOL_MIN_SIZE": "1",
             "DATABASE_POOL_MAX_SIZE": "4",
-            "WEBSOCKET_TRANSPORT": "notifications.transports.websocket.WebSocketTransport",
+            "WEBSOCKET_TRANSPORT": "realtime.transport.WebSocketTransport",
             "SECRET_KEY": settings.SECRET_KEY,
             "LOG_LEVEL": "WARNING",
             **env,

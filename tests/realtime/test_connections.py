@@ -7,8 +7,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core import signing
 
-from interventions.realtime import registry
-from interventions.realtime.tokens import SALT, issue_token
+from realtime import registry
+from realtime.tokens import SALT, issue_token
 from stores.models import Store
 from tests.realtime.conftest import communicator, open_room, random_user, refusal_code, room_url
 

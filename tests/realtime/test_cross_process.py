@@ -10,7 +10,7 @@ import requests
 import websockets
 
 from interventions.models import Intervention, Status
-from interventions.realtime.tokens import issue_token
+from realtime.tokens import issue_token
 from tests.realtime.servers import Daphne
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

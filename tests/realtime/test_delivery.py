@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from interventions.models import Intervention, Status
-from interventions.realtime.redis_clients import sync_redis
 from notifications.transports.base import OutboundMessage, TransportError
-from notifications.transports.websocket import WebSocketTransport
+from realtime.redis_clients import sync_redis
+from realtime.transport import WebSocketTransport
 from tests.realtime.conftest import (
     open_room,
     publish,

@@ -3,7 +3,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from interventions.realtime.tokens import check_token
+from realtime.tokens import check_token
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ import time
 import pytest
 from django.core import signing
 
-from interventions.realtime.tokens import SALT, TokenRefused, check_token, issue_token
+from realtime.tokens import SALT, TokenRefused, check_token, issue_token
 
 pytestmark = pytest.mark.django_db
 

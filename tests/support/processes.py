@@ -21,7 +21,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-QUEUES = "decisioning,email,sms,push,websocket,scheduled,retries"
+QUEUES = "email,sms,push,websocket,scheduled,retries"
 
 
 def free_port() -> int:

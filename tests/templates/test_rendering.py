@@ -2,11 +2,12 @@
 
 import pytest
 
+from interventions.actions.personalization import build_context, unique_discount_code
 from interventions.models import Cart
 from stores.actions import do_upsert_shopper
 from templates import actions
-from templates.context import build_context, read_recovery_token, unique_discount_code
 from templates.rendering import RenderError, render_message
+from tracking.links import read_recovery_token
 
 pytestmark = pytest.mark.django_db
 

@@ -4,8 +4,8 @@ import pytest
 from django.core import signing
 
 from templates.actions import do_create_version, do_publish_version
-from templates.context import RECOVERY_SALT
 from templates.models import Template
+from tracking.links import RECOVERY_SALT
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)

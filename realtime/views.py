@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 from config.api import StrictSerializer
 from config.errors import error_body
 from interventions import actions as pipeline
-from interventions.realtime import registry
-from interventions.realtime.tokens import SCOPES, issue_token
+from realtime import registry
+from realtime.tokens import SCOPES, issue_token
 from stores.auth import store_of
 from stores.management.commands.seed_demo import DEMO_STORE_NAME
 from stores.models import Store
@@ -135,7 +135,7 @@ def demo_storefront(request: HttpRequest) -> HttpResponse:
     token, _ = issue_token(str(store.pk), "user", user_id, ttl=3600)
     response = render(
         request,
-        "interventions/demo_storefront.html",
+        "realtime/demo_storefront.html",
         {"store": store, "user_id": user_id, "token": token},
     )
     response.set_cookie(DEMO_SHOPPER_COOKIE, user_id, max_age=86400, samesite="Lax")

@@ -15,9 +15,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from prometheus_client import Histogram
 
-from interventions.realtime import replay
-from interventions.realtime.protocol import now_iso
-from interventions.realtime.redis_clients import sync_redis
+from realtime import replay
+from realtime.protocol import now_iso
+from realtime.redis_clients import sync_redis
 
 logger = structlog.get_logger(__name__)
 

@@ -1,36 +1,25 @@
 """WebSocket transport: an ``intervention`` frame to the store's and the shopper's rooms.
 
-Persist-then-publish lives in ``interventions.realtime.publish`` (docs/websocket-protocol.md):
+Persist-then-publish lives in ``realtime.publish`` (docs/websocket-protocol.md):
 the frame is logged in the rooms' replay streams before it is published, and its stream
 id is the provider message id the pipeline records, which a client's ack names.
 """
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import redis
 import structlog
 from prometheus_client import Counter
 
-from interventions.realtime.publish import publish_frame
 from notifications.transports.base import OutboundMessage, Transport, TransportError
+from realtime.frames import intervention_payload
+from realtime.publish import publish_frame
 
 logger = structlog.get_logger(__name__)
 
 PUBLISH_FAILURES = Counter(
     "engine_websocket_publish_failures_total", "Intervention frames that could not be published."
 )
-
-
-def intervention_frame_payload(message: OutboundMessage) -> dict[str, Any]:
-    metadata = message.metadata
-    return {
-        "id": message.intervention_id,
-        "kind": metadata.get("kind", ""),
-        "content": message.content,
-        "cart": metadata.get("cart"),
-        "discount": metadata.get("discount"),
-        "expires_at": metadata.get("expires_at"),
-    }
 
 
 class WebSocketTransport(Transport):
@@ -44,7 +33,7 @@ class WebSocketTransport(Transport):
                 store_id=str(message.store_id),
                 user_id=recipient,
                 frame_type="intervention",
-                payload=intervention_frame_payload(message),
+                payload=intervention_payload(message),
                 intervention_id=str(message.intervention_id),
             )
         except redis.RedisError as exc:

@@ -13,8 +13,8 @@ from typing import Any
 
 from django.conf import settings
 
-from interventions.realtime.redis_clients import async_redis, sync_redis
-from interventions.realtime.registry import user_digest
+from realtime.redis_clients import async_redis, sync_redis
+from realtime.registry import user_digest
 
 REPLAY_BATCH = 500
 

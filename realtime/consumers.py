@@ -2,7 +2,7 @@
 
 They authenticate (signed token, Origin, per-store connection limit), join the room,
 forward the room's frames, and turn a client's ``ack`` / ``tracking`` frames into one
-action each (``interventions.realtime.actions``).
+action each (``interventions.actions``).
 """
 
 import asyncio
@@ -21,10 +21,10 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from interventions.realtime import actions, registry, replay
-from interventions.realtime.acks import ack_batcher
-from interventions.realtime.actions import AckRequest
-from interventions.realtime.protocol import (
+from interventions import actions
+from realtime import registry, replay
+from realtime.acks import ack_batcher
+from realtime.protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_IDLE,
@@ -39,7 +39,7 @@ from interventions.realtime.protocol import (
     frame_text,
     parse_client_frame,
 )
-from interventions.realtime.tokens import TokenRefused, check_token
+from realtime.tokens import TokenRefused, check_token
 from stores.models import Store
 
 logger = structlog.get_logger(__name__)
@@ -294,7 +294,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def acknowledge(self, frame: ClientFrame) -> None:
         message_id = frame.payload["messageId"]
         ack_batcher().submit(
-            AckRequest(
+            actions.AckRequest(
                 store_id=self.store_id,
                 user_id=self.user_id,
                 intervention_id=self.sent.get(message_id, ""),
@@ -304,7 +304,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             partial(self.ack_was_for_nothing, frame.message_id),
         )
 
-    async def ack_was_for_nothing(self, frame_message_id: str, ack: AckRequest) -> None:
+    async def ack_was_for_nothing(self, frame_message_id: str, ack: actions.AckRequest) -> None:
         BAD_FRAMES.labels("unknown_message").inc()
         await self.send(
             text_data=error_text(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core import signing
 
-SALT = "interventions.realtime.token"
+SALT = "realtime.token"
 SCOPES = ("store", "user")
 
 

@@ -24,7 +24,7 @@ import structlog
 from django.conf import settings
 from prometheus_client import Counter
 
-from interventions.realtime.redis_clients import async_redis, sync_redis
+from realtime.redis_clients import async_redis, sync_redis
 
 logger = structlog.get_logger(__name__)
 

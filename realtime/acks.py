@@ -18,7 +18,7 @@ import structlog
 from channels.db import database_sync_to_async
 from prometheus_client import Counter, Histogram
 
-from interventions.realtime.actions import AckRequest, do_acknowledge_many
+from interventions.actions import AckRequest, do_acknowledge_many
 
 logger = structlog.get_logger(__name__)
 

@@ -1,8 +1,9 @@
-"""What a WebSocket client's frames do to the database (docs/websocket-protocol.md).
+"""What a storefront's WebSocket connection asks of the engine (docs/websocket-protocol.md):
+acks, tracking frames, and on connect the sent-but-unacknowledged interventions.
 
-Consumers call these through ``database_sync_to_async``; each is one store-scoped
-lookup plus one pipeline action, so an ack or a tracking event for another store's (or,
-on a user connection, another shopper's) intervention does nothing.
+The consumers call these through ``database_sync_to_async``; each is one store-scoped
+look-up plus one action, so an ack or a tracking event for another store's (or, on a
+user connection, another shopper's) intervention does nothing.
 """
 
 import uuid
@@ -10,23 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from interventions import actions as pipeline
+from interventions.actions.delivery import message_for
+from interventions.actions.lifecycle import do_mark_delivered_many
 from interventions.models import Intervention, Status
+from realtime.frames import intervention_payload
 from tracking.actions import do_record_tracking_event
-
-logger = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class PendingFrame:
-    message_id: str
-    intervention_id: str
-    payload: dict[str, Any]
 
 
 def _valid_uuid(value: str) -> bool:
@@ -113,7 +106,7 @@ def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:
             waiting.append((len(outcomes), intervention.pk))
             outcomes.append("ignored")
     # One batched write for every ack of the batch; the first ack of an intervention wins.
-    delivered = pipeline.do_mark_delivered_many(list(to_deliver.values()), source="websocket")
+    delivered = do_mark_delivered_many(list(to_deliver.values()), source="websocket")
     for index, pk in waiting:
         if pk in delivered:
             outcomes[index] = "delivered"
@@ -136,29 +129,11 @@ def do_record_shopper_tracking(
     return True
 
 
-def intervention_payload(intervention: Intervention) -> dict[str, Any]:
-    """The ``intervention`` frame's payload rebuilt from Postgres (for a shopper who was
-    offline longer than the replay window); the same fields the pipeline's
-    ``OutboundMessage`` gives the transport."""
-    content = intervention.content.get("websocket", intervention.content)
-    cart = intervention.cart
-    return {
-        "id": str(intervention.pk),
-        "kind": intervention.origin,
-        "content": content,
-        "cart": (
-            {
-                "id": cart.external_id,
-                "value": str(cart.value) if cart.value is not None else None,
-                "currency": cart.currency,
-                "items": cart.items,
-            }
-            if cart
-            else None
-        ),
-        "discount": intervention.decision.get("discount"),
-        "expires_at": intervention.expires_at.isoformat() if intervention.expires_at else None,
-    }
+@dataclass(frozen=True)
+class PendingFrame:
+    message_id: str
+    intervention_id: str
+    payload: dict[str, Any]
 
 
 # Table names are the models' defaults (checked by the offline-resend tests).
@@ -188,14 +163,15 @@ def pending_for_shopper(store_id: str, user_id: str) -> list[PendingFrame]:
             status=Status.SENT,
         )
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .select_related("cart")
+        .select_related("shopper", "cart")
         .order_by("sent_at", "created_at", "id")
     )
     return [
         PendingFrame(
             message_id=intervention.provider_message_id or str(intervention.pk),
             intervention_id=str(intervention.pk),
-            payload=intervention_payload(intervention),
+            # The same message the transport published, through the same frame builder.
+            payload=intervention_payload(message_for(intervention, user_id)),
         )
         for intervention in rows
     ]

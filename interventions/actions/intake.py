@@ -1,15 +1,15 @@
-"""Explicit triggers in bulk (POST /api/v1/interventions/batch).
+"""Explicit triggers, one at a time and in bulk, side by side (docs/delivery.md).
 
-Same decisions as one trigger at a time (``actions._build_decided``), with the I/O
-batched: shoppers and carts are upserted with one statement per shape, devices and
-suppressions are read with one query each, interventions and their first history
-rows are inserted with one statement each, and dispatch is one Celery task per chunk.
-Python work per item is what is left (docs/benchmarks.md).
-
-If the bulk insert hits a constraint (an Idempotency-Key raced by a concurrent
-request), the batch is redone one item at a time, which resolves each key on its own.
+The bulk form makes the same decisions as the single one (``build_decided``) with the
+I/O batched: shoppers and carts are upserted with one statement per shape, devices and
+suppressions are read with one query each, interventions and their first history rows
+are inserted with one statement each, and dispatch is one Celery task per chunk. If the
+bulk insert hits a constraint (an Idempotency-Key raced by a concurrent request), the
+batch is redone one item at a time, which resolves each key on its own.
 """
 
+import hashlib
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -18,28 +18,95 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from interventions import decisions
-from interventions.actions import (
-    InterventionConflict,
-    Outcome,
-    _announce,
-    _build_decided,
-    _idempotent_replay,
-    _json_safe,
-    _register_push_tokens,
-    check_template,
-    check_trigger_intervention,
-    facts_from,
-    request_fingerprint,
-)
-from interventions.models import Cart, Intervention, InterventionEvent
-from interventions.realtime.registry import is_connected
-from notifications.models import Device, Suppression
-from stores.actions import SHOPPER_FIELDS
+from interventions import decisions, metrics
+from interventions.actions.deciding import Outcome, announce, build_decided, create_decided
+from interventions.actions.events import fold_cart, json_safe, register_push_tokens
+from interventions.actions.facts import facts_from
+from interventions.errors import InterventionConflict
+from interventions.models import Cart, Intervention, InterventionEvent, record_created
+from notifications.recipients import reachability
+from realtime.registry import is_connected
+from stores.actions import SHOPPER_FIELDS, do_upsert_shopper
 from stores.models import Shopper, Store
+from templates.rendering import RenderError, published_template
 
 logger = structlog.get_logger(__name__)
 
+
+def request_fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_template(store: Store, template_key: str, field: str = "template") -> None:
+    """A template that does not exist or has no published version is the caller's
+    mistake: a 400 naming the field, and nothing stored."""
+    if not template_key:
+        return
+    try:
+        published_template(store.pk, template_key)
+    except RenderError as exc:
+        raise ValidationError({field: [str(exc)]}) from exc
+
+
+def check_trigger_intervention(
+    store: Store, trigger: dict[str, Any], idempotency_key: str = ""
+) -> tuple[Intervention, bool]:
+    """An explicit trigger: the caller decided to intervene (POST /api/v1/interventions).
+
+    With an ``idempotency_key`` a repeat returns the first intervention (created=False);
+    the same key with a different body is a conflict, never a second intervention.
+    """
+    fingerprint = request_fingerprint(trigger) if idempotency_key else ""
+    if idempotency_key:
+        existing = Intervention.objects.filter(store=store, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return idempotent_replay(existing, fingerprint), False
+    check_template(store, trigger.get("template", ""))
+    try:
+        with transaction.atomic():
+            intervention = _trigger(store, trigger, idempotency_key, fingerprint)
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer with its result.
+        existing = Intervention.objects.filter(store=store, idempotency_key=idempotency_key).first()
+        if not idempotency_key or existing is None:
+            raise
+        return idempotent_replay(existing, fingerprint), False
+    return intervention, True
+
+
+def idempotent_replay(existing: Intervention, fingerprint: str) -> Intervention:
+    if existing.request_fingerprint and existing.request_fingerprint != fingerprint:
+        raise InterventionConflict(
+            "This Idempotency-Key was already used with a different request body."
+        )
+    metrics.IDEMPOTENT_REPLAYS.inc()
+    return existing
+
+
+def _trigger(
+    store: Store, trigger: dict[str, Any], idempotency_key: str, fingerprint: str
+) -> Intervention:
+    shopper = do_upsert_shopper(store, trigger["user_id"], trigger.get("user"))
+    register_push_tokens(store, shopper, trigger.get("user"))
+    cart = None
+    if trigger.get("cart_id"):
+        cart = fold_cart(store, shopper, trigger["cart_id"], trigger.get("cart"), None)
+    request = decisions.Request(
+        channel=trigger.get("channel", "auto"),
+        explicit=True,
+        template_key=trigger.get("template", ""),
+        send_at=trigger.get("scheduled_at"),
+    )
+    return create_decided(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        request=request,
+        origin="trigger",
+        personalization=trigger.get("personalization") or {},
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
 CART_FIELDS = ("value", "currency", "items")
 
 
@@ -105,7 +172,7 @@ def _unusable_templates(store: Store, keys: set[str]) -> dict[str, ValidationErr
 
 def _replay(intervention: Intervention, fingerprint: str) -> Outcome | Exception:
     try:
-        return Outcome(_idempotent_replay(intervention, fingerprint), False)
+        return Outcome(idempotent_replay(intervention, fingerprint), False)
     except InterventionConflict as exc:
         return exc
 
@@ -134,11 +201,10 @@ def _create_all(
     carts = _upsert_carts(store, triggers, shoppers, now)
     for trigger in triggers:
         if (trigger.get("user") or {}).get("push_tokens"):
-            _register_push_tokens(store, shoppers[trigger["user_id"]], trigger["user"])
-    tokens, suppressed = _reachability(store, shoppers)
+            register_push_tokens(store, shoppers[trigger["user_id"]], trigger["user"])
+    reach = reachability(shoppers.values())
 
-    interventions: list[Intervention] = []
-    events: list[InterventionEvent] = []
+    created: list[tuple[Intervention, InterventionEvent]] = []
     for trigger, key, fingerprint in zip(triggers, keys, fingerprints, strict=True):
         shopper = shoppers[trigger["user_id"]]
         channel = trigger.get("channel", "auto")
@@ -149,8 +215,8 @@ def _create_all(
             send_at=trigger.get("scheduled_at"),
         )
         connected = channel == "auto" and is_connected(str(store.pk), shopper.external_id)
-        facts = facts_from(shopper, tokens.get(shopper.pk, []), suppressed, connected)
-        intervention, created = _build_decided(
+        facts = facts_from(shopper, reach, connected)
+        intervention, first_event = build_decided(
             store=store,
             shopper=shopper,
             cart=carts.get(trigger.get("cart_id") or ""),
@@ -163,11 +229,10 @@ def _create_all(
             idempotency_key=key,
             fingerprint=fingerprint,
         )
-        interventions.append(intervention)
-        events.append(created)
-    Intervention.objects.bulk_create(interventions)
-    InterventionEvent.objects.bulk_create(events)
-    _announce(interventions)
+        created.append((intervention, first_event))
+    record_created(created)
+    interventions = [intervention for intervention, _ in created]
+    announce(interventions)
     return interventions
 
 
@@ -218,7 +283,7 @@ def _upsert_carts(
             (
                 t["cart_id"],
                 {
-                    **_json_safe(
+                    **json_safe(
                         {k: v for k, v in (t.get("cart") or {}).items() if k in CART_FIELDS}
                     ),
                     "shopper": shoppers[t["user_id"]],
@@ -232,22 +297,3 @@ def _upsert_carts(
         return {}
     _upsert_grouped(Cart, store, rows, now)
     return {c.external_id: c for c in Cart.objects.filter(store=store, external_id__in=list(rows))}
-
-
-def _reachability(
-    store: Store, shoppers: dict[str, Shopper]
-) -> tuple[dict[int, list[str]], set[tuple[str, str]]]:
-    tokens: dict[int, list[str]] = defaultdict(list)
-    for shopper_id, token in Device.objects.filter(
-        store=store, shopper__in=list(shoppers.values()), active=True
-    ).values_list("shopper_id", "token"):
-        tokens[shopper_id].append(token)
-    addresses = {s.email for s in shoppers.values() if s.email} | {
-        s.phone for s in shoppers.values() if s.phone
-    }
-    suppressed = set(
-        Suppression.objects.filter(store=store, address__in=list(addresses)).values_list(
-            "channel", "address"
-        )
-    )
-    return tokens, suppressed

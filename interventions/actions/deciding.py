@@ -1,0 +1,161 @@
+"""Deciding and rendering one intervention; the single and bulk intakes share it."""
+
+import time as monotonic_time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from interventions import decisions, metrics
+from interventions.actions.delivery import dispatch, dispatch_many
+from interventions.actions.facts import cart_facts, recent_history, shopper_facts, store_rules
+from interventions.actions.personalization import discount_for, render_for
+from interventions.models import Cart, Intervention, InterventionEvent, Status, record_created
+from stores.models import Shopper, Store
+from templates.rendering import RenderError
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What an event or trigger led to, for the API response."""
+
+    intervention: Intervention | None = None
+    created: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+
+def build_decided(
+    *,
+    store: Store,
+    shopper: Shopper,
+    cart: Cart | None,
+    request: decisions.Request,
+    facts: decisions.ShopperFacts,
+    history: list[decisions.PastIntervention],
+    origin: str,
+    now: datetime,
+    campaign: Campaign | None = None,
+    personalization: dict[str, Any] | None = None,
+    idempotency_key: str = "",
+    fingerprint: str = "",
+    extra_reasons: Iterable[str] = (),
+) -> tuple[Intervention, InterventionEvent]:
+    """Decide and render one intervention, unsaved: the single and the bulk paths save."""
+    started = monotonic_time.perf_counter()
+    decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
+    reasons = [*extra_reasons, *decision.reasons]
+    personalization = personalization or {}
+    discount = discount_for(cart, campaign)
+    status = decision.status
+    version: Any = None
+    content: dict[str, Any] = {}
+    # Minted before the row, so the rendered links can name the intervention.
+    intervention_id = uuid.uuid4()
+    if decision.intervene and decision.channel:
+        try:
+            version, content = render_for(
+                store,
+                shopper,
+                cart,
+                decision.channel,
+                request.template_key,
+                personalization,
+                discount,
+                intervention_id,
+            )
+        except RenderError as exc:
+            status = Status.FAILED
+            reasons.append(f"failed: template could not be rendered: {exc}")
+    metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
+    intervention = Intervention(
+        id=intervention_id,
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        campaign=campaign,
+        origin=origin,
+        requested_channel=request.channel,
+        channel=decision.channel or (request.channel if request.channel != "auto" else ""),
+        fallback_channels=list(decision.fallback_channels),
+        status=status,
+        status_reason=reasons[-1][:500] if reasons else "",
+        decision={**decision.as_dict(), "reasons": reasons, "discount": discount},
+        template_key=request.template_key,
+        template_version=version,
+        personalization=personalization,
+        content=content,
+        send_at=decision.send_at,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        queued_at=now if status == Status.QUEUED else None,
+    )
+    created = InterventionEvent(
+        intervention=intervention,
+        from_status="",
+        to_status=status,
+        reason=intervention.status_reason,
+        detail={"reasons": reasons},
+        at=now,
+    )
+    return intervention, created
+
+
+def announce(interventions: list[Intervention]) -> None:
+    """Metrics and a log line per decision; queued ones are dispatched after commit."""
+    for intervention in interventions:
+        metrics.INTERVENTIONS_DECIDED.labels(
+            status=intervention.status, channel=intervention.channel or "none"
+        ).inc()
+        logger.info(
+            "intervention_decided",
+            intervention_id=str(intervention.pk),
+            store_id=str(intervention.store_id),
+            status=intervention.status,
+            channel=intervention.channel,
+            reasons=intervention.decision["reasons"],
+        )
+    queued = [i for i in interventions if i.status == Status.QUEUED]
+    if len(queued) == 1:
+        # The row was just written in this request: the inline WebSocket send reuses it.
+        transaction.on_commit(partial(dispatch, queued[0].pk, queued[0].channel, queued[0]))
+    elif queued:
+        transaction.on_commit(partial(dispatch_many, [(i.pk, i.channel) for i in queued]))
+
+
+def create_decided(
+    *,
+    store: Store,
+    shopper: Shopper,
+    cart: Cart | None,
+    request: decisions.Request,
+    origin: str,
+    **fields: Any,
+) -> Intervention:
+    """Decide, render and store one intervention; dispatch it once the transaction commits."""
+    now = timezone.now()
+    channels = decisions.ALL_CHANNELS if request.channel == "auto" else (request.channel,)
+    # Explicit triggers skip frequency caps, so they need no history.
+    history = [] if request.explicit else recent_history(shopper, now)
+    intervention, created = build_decided(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        request=request,
+        facts=shopper_facts(shopper, channels),
+        history=history,
+        origin=origin,
+        now=now,
+        **fields,
+    )
+    record_created([(intervention, created)])
+    announce([intervention])
+    return intervention

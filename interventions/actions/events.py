@@ -1,0 +1,195 @@
+"""Cart events from the pipeline: fold them into the cart, decide, or convert."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from interventions import decisions, metrics
+from interventions.actions.deciding import Outcome, create_decided
+from interventions.actions.facts import campaign_rule, cart_facts, shopper_facts
+from interventions.models import (
+    UNSENT_STATUSES,
+    Cart,
+    CartEvent,
+    EventType,
+    IllegalTransition,
+    Intervention,
+    Status,
+    transition,
+)
+from notifications.actions import do_register_device
+from stores.actions import do_upsert_shopper
+from stores.models import Shopper, Store
+from tracking.actions import do_record_tracking_event
+
+logger = structlog.get_logger(__name__)
+
+
+def json_safe(payload: dict[str, Any]) -> dict[str, Any]:
+    """Decimals and datetimes as strings, for JSON columns."""
+    safe: dict[str, Any] = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    return safe
+
+
+def register_push_tokens(store: Store, shopper: Shopper, profile: dict[str, Any] | None) -> None:
+    for token in (profile or {}).get("push_tokens") or ():
+        do_register_device(store, shopper.external_id, token)
+
+
+PREDICTION_FIELDS = (
+    "probability",
+    "confidence",
+    "recommended_action",
+    "recommended_discount",
+    "model_version",
+)
+
+
+def fold_cart(
+    store: Store,
+    shopper: Shopper,
+    cart_id: str,
+    cart_data: dict[str, Any] | None,
+    prediction: dict[str, Any] | None,
+) -> Cart:
+    """Upsert the cart with what the event says about it (one INSERT ... ON CONFLICT)."""
+    updates: dict[str, Any] = {"shopper": shopper}
+    updates.update(
+        {k: v for k, v in (cart_data or {}).items() if k in ("value", "currency", "items")}
+    )
+    updates.update(
+        {k: v for k, v in (prediction or {}).items() if k in PREDICTION_FIELDS and v is not None}
+    )
+    row = Cart(store=store, external_id=cart_id, updated_at=timezone.now(), **updates)
+    [upserted] = Cart.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["store", "external_id"],
+        update_fields=[*updates, "updated_at"],
+    )
+    if upserted.pk is None:
+        return Cart.objects.get(store=store, external_id=cart_id)
+    return Cart.objects.get(pk=upserted.pk)
+
+
+EVENT_TRIGGERS = {
+    EventType.CART_ABANDONED: ("cart_abandoned", "time_based"),
+    EventType.PREDICTION: ("prediction_high",),
+}
+
+
+@dataclass
+class EventResult:
+    event: CartEvent
+    outcomes: list[Outcome]
+    reasons: list[str]
+
+
+@transaction.atomic
+def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
+    """Store a validated event (the body of POST /api/v1/events) and act on it."""
+    # Locked: serialises decisions for one shopper, so two simultaneous events cannot
+    # both slip under the frequency cap.
+    shopper = do_upsert_shopper(store, event["user_id"], event.get("user"), lock=True)
+    register_push_tokens(store, shopper, event.get("user"))
+    cart = fold_cart(store, shopper, event["cart_id"], event.get("cart"), event.get("prediction"))
+    occurred_at = event.get("occurred_at") or timezone.now()
+    cart_event = CartEvent.objects.create(
+        store=store,
+        type=event["type"],
+        cart=cart,
+        user_id=event["user_id"],
+        payload=json_safe(
+            {k: v for k, v in event.items() if k not in ("type", "cart_id", "user_id")}
+        ),
+        occurred_at=occurred_at,
+    )
+    metrics.EVENTS_ACCEPTED.labels(type=event["type"]).inc()
+    result = EventResult(cart_event, [], [])
+
+    if event["type"] == EventType.CHECKOUT_COMPLETED:
+        cancelled = do_convert_cart(cart, occurred_at, (event.get("cart") or {}).get("value"))
+        result.reasons.append(f"checkout completed: {cancelled} pending intervention(s) cancelled")
+        return result
+    if event["type"] == EventType.CART_ABANDONED and cart.abandoned_at is None:
+        cart.abandoned_at = occurred_at
+        cart.save(update_fields=["abandoned_at", "updated_at"])
+    triggers = EVENT_TRIGGERS.get(event["type"])
+    if not triggers:
+        result.reasons.append(f"{event['type']} updates the cart; it triggers nothing")
+        return result
+
+    campaigns = {c.pk: c for c in Campaign.objects.filter(store=store, is_active=True)}
+    facts = shopper_facts(shopper)
+    rule, reasons = decisions.choose_campaign(
+        [campaign_rule(c) for c in campaigns.values()], triggers, cart_facts(cart), facts
+    )
+    result.reasons.extend(reasons)
+    if rule is None:
+        logger.info("event_without_campaign", store_id=str(store.pk), reasons=reasons)
+        return result
+    campaign = campaigns[rule.id]
+    request = decisions.Request(
+        channel="auto" if rule.channel == "all" else rule.channel,
+        explicit=False,
+        template_key=rule.template_key,
+        delay_minutes=rule.delay_minutes,
+    )
+    intervention = create_decided(
+        store=store,
+        shopper=shopper,
+        cart=cart,
+        request=request,
+        origin="campaign",
+        campaign=campaign,
+        extra_reasons=reasons,
+    )
+    result.outcomes.append(Outcome(intervention, True, list(intervention.decision["reasons"])))
+    return result
+
+
+def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:
+    """Checkout: the cart converted. Cancel what has not gone out; attribute what has."""
+    if cart.converted_at is None:
+        cart.converted_at = at
+        cart.conversion_value = Decimal(str(value)) if value is not None else cart.value
+        cart.save(update_fields=["converted_at", "conversion_value", "updated_at"])
+    cancelled = 0
+    for intervention in Intervention.objects.filter(cart=cart, status__in=UNSENT_STATUSES):
+        try:
+            transition(intervention, Status.CANCELLED, "cancelled: checkout completed")
+            cancelled += 1
+        except IllegalTransition:
+            continue  # a worker claimed it meanwhile; it goes out and may be attributed
+    window = timedelta(hours=settings.ATTRIBUTION_WINDOW_HOURS)
+    touched = (
+        Intervention.objects.filter(
+            cart=cart,
+            status__in=[Status.SENT, Status.UNCONFIRMED, Status.DELIVERED],
+            sent_at__gte=at - window,
+        )
+        .order_by("-sent_at")
+        .first()
+    )
+    if touched is not None and not touched.tracking_events.filter(kind="converted").exists():
+        do_record_tracking_event(
+            touched,
+            "converted",
+            source="checkout",
+            occurred_at=at,
+            revenue=cart.conversion_value,
+            metadata={
+                "attribution": "last_touch",
+                "window_hours": settings.ATTRIBUTION_WINDOW_HOURS,
+            },
+        )
+    return cancelled

@@ -1,0 +1,22 @@
+"""Recovery links: signed by the app that serves them (``tracking.views.recover``)."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+
+RECOVERY_SALT = "cart-recovery"
+
+
+def recovery_url(store_id: Any, cart_external_id: str, intervention_id: Any = None) -> str:
+    payload = {"s": str(store_id), "c": cart_external_id}
+    if intervention_id:
+        payload["i"] = str(intervention_id)
+    token = signing.dumps(payload, salt=RECOVERY_SALT)
+    return f"{settings.PUBLIC_BASE_URL}/r/{token}"
+
+
+def read_recovery_token(token: str, max_age_seconds: int = 30 * 24 * 3600) -> tuple[str, str, str]:
+    """(store id, cart external id, intervention id or ""); raises ``signing.BadSignature``."""
+    data = signing.loads(token, salt=RECOVERY_SALT, max_age=max_age_seconds)
+    return data["s"], data["c"], data.get("i", "")
