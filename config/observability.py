@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import redis
 import structlog
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -50,9 +51,7 @@ def _check_redis() -> None:
 def _check_broker() -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return
-    from config.celery import app
-
-    with app.connection_for_write() as broker:
+    with current_app.connection_for_write() as broker:
         broker.ensure_connection(max_retries=1, timeout=2)
 
 

@@ -254,7 +254,7 @@ def _frequency_blocks(
     return overall, per_channel
 
 
-def decide(
+def decide(  # noqa: C901 - the rules in the order docs/decisions.md lists them; one reads top to bottom
     request: Request,
     shopper: ShopperFacts,
     cart: CartFacts,

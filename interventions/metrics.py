@@ -8,9 +8,17 @@ process reports the whole system's state whichever process changed it.
 from collections.abc import Iterator
 from datetime import timedelta
 
+import redis
+from celery import current_app
+from django.conf import settings
+from django.db.models import Count, F, Value
+from django.db.models.functions import Left, StrIndex
+from django.utils import timezone
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from interventions.models import DeliveryAttempt, Intervention
 
 DECISION_SECONDS = Histogram(
     "engine_decision_seconds",
@@ -53,12 +61,6 @@ class PipelineCollector(Collector):
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.conf import settings
-        from django.db.models import Count
-        from django.utils import timezone
-
-        from interventions.models import Intervention
-
         by_status = GaugeMetricFamily(
             "engine_interventions",
             "Interventions updated in the last 24 hours, by current status and channel",
@@ -83,19 +85,16 @@ class PipelineCollector(Collector):
         )
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             try:
-                import redis
-
-                from config.celery import TASK_QUEUES
-
+                queues = [queue.name for queue in current_app.conf.task_queues or ()]
                 client = redis.Redis.from_url(
                     settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1
                 )
                 with client.pipeline() as pipe:
-                    for queue in TASK_QUEUES:
+                    for queue in queues:
                         pipe.llen(queue)
                     lengths = pipe.execute()
                 client.close()
-                for queue, length in zip(TASK_QUEUES, lengths, strict=True):
+                for queue, length in zip(queues, lengths, strict=True):
                     depth.add_metric([queue], length)
             except Exception:  # noqa: S110 - same: report what can be read
                 pass
@@ -104,12 +103,6 @@ class PipelineCollector(Collector):
     def _attempts(self) -> GaugeMetricFamily:
         """Delivery attempts by outcome and failure reason, whichever worker made them:
         worker processes' own counters are not on this endpoint."""
-        from django.db.models import Count, F, Value
-        from django.db.models.functions import Left, StrIndex
-        from django.utils import timezone
-
-        from interventions.models import DeliveryAttempt
-
         family = GaugeMetricFamily(
             "engine_delivery_attempts_recent",
             "Delivery attempts started in the last 24 hours, by channel, outcome and failure reason",

@@ -338,7 +338,10 @@ def transition_many(
         for pk, from_status in sources.items():
             intervention, fields = wanted[pk]
             for name, value in {
-                "status": target, "status_reason": reason, "updated_at": now, **fields
+                "status": target,
+                "status_reason": reason,
+                "updated_at": now,
+                **fields,
             }.items():
                 setattr(intervention, name, value)
             moved.append((intervention, from_status))

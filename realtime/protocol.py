@@ -81,7 +81,7 @@ def _require_str(payload: dict[str, Any], name: str, frame_type: str) -> str:
     return value
 
 
-def parse_client_frame(text: str | None, raw_bytes: bytes | None, max_bytes: int) -> ClientFrame:
+def parse_client_frame(text: str | None, raw_bytes: bytes | None, max_bytes: int) -> ClientFrame:  # noqa: C901 - one check per frame field, each with its own error
     """The validated frame, or ``BadFrame`` naming the problem."""
     if raw_bytes is not None:
         raise BadFrame("binary_not_supported", "Frames are JSON text, not binary.")

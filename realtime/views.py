@@ -6,7 +6,9 @@ token instead of the API key (docs/websocket-protocol.md#authentication).
 
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from django.conf import settings
@@ -60,8 +62,6 @@ class TokenSerializer(serializers.Serializer):
 
 
 def room_path(store_id: str, scope: str, user_id: str, token: str) -> str:
-    from urllib.parse import quote
-
     room = f"/ws/store/{store_id}/" if scope == "store" else f"/ws/user/{quote(user_id, safe='')}/"
     return f"{room}?token={quote(token, safe='')}"
 
@@ -98,8 +98,6 @@ class RealtimeConnectionsView(APIView):
     @extend_schema(responses={200: ConnectionSerializer(many=True)})
     def get(self, request: Request) -> Response:
         """The store's live WebSocket connections, on every server process."""
-        from datetime import UTC, datetime
-
         listing = registry.connections(str(store_of(request).pk))
         rows = [
             {

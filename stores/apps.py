@@ -6,4 +6,5 @@ class StoresConfig(AppConfig):
     verbose_name = "Stores and shoppers"
 
     def ready(self) -> None:
-        from stores import schema  # noqa: F401 - registers the OpenAPI auth extension
+        # Registers the OpenAPI auth extension; it reaches the models, so not before ready().
+        from stores import schema  # noqa: F401, PLC0415

@@ -37,9 +37,7 @@ def shopper_facts(
     return facts_from(shopper, reachability([shopper], channels), connected)
 
 
-def facts_from(
-    shopper: Shopper, reach: Reachability, connected: bool
-) -> decisions.ShopperFacts:
+def facts_from(shopper: Shopper, reach: Reachability, connected: bool) -> decisions.ShopperFacts:
     """The decision's view of a shopper, from reachability fetched one by one or in bulk."""
     return decisions.ShopperFacts(
         timezone=shopper.timezone,
@@ -93,4 +91,3 @@ def campaign_rule(campaign: Campaign) -> decisions.CampaignRule:
         min_probability=campaign.min_probability,
         max_probability=campaign.max_probability,
     )
-

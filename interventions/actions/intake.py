@@ -107,6 +107,8 @@ def _trigger(
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
     )
+
+
 CART_FIELDS = ("value", "currency", "items")
 
 

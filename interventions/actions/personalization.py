@@ -97,6 +97,8 @@ def unique_discount_code(intervention_id: Any, prefix: str = "") -> str:
     ).digest()
     body = "".join(CODE_ALPHABET[b % len(CODE_ALPHABET)] for b in digest[:8])
     return f"{prefix.upper()}-{body}" if prefix else body
+
+
 def discount_for(cart: Cart | None, campaign: Campaign | None) -> dict[str, Any] | None:
     if campaign is not None and campaign.discount_percent is not None:
         return {"percent": str(campaign.discount_percent), "source": "campaign"}
@@ -124,4 +126,3 @@ def render_for(
         intervention_id=intervention_id,
     )
     return render_message(store.pk, template_key, channel, context, shopper.locale)
-

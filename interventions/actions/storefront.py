@@ -57,7 +57,7 @@ class AckRequest:
     at: datetime
 
 
-def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:
+def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:  # noqa: C901 - one outcome per ack state, resolved in one pass over the batch
     """Clients' acks: sent → delivered. One outcome per ack, for the consumer to decide
     whether to try again: delivered | not_yet_sent | unknown | ignored.
 

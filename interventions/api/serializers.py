@@ -1,3 +1,4 @@
+import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -50,8 +51,6 @@ class ShopperProfileSerializer(StrictSerializer):
     )
 
     def validate_timezone(self, value: str) -> str:
-        import zoneinfo
-
         if value and value not in zoneinfo.available_timezones():
             raise serializers.ValidationError(f"{value!r} is not an IANA time zone name.")
         return value
