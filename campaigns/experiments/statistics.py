@@ -21,9 +21,9 @@ they give an interval, not only a stop/continue signal, so the same object answe
 there a winner?" and "is any difference too small to matter?". The confidence sequence is
 computed on the log of the ratio of means, not on the relative lift directly: the delta
 method on the ratio itself is poorly calibrated in the small samples of the first daily
-looks (in our simulation of 25 daily looks at a 10% base rate it spent almost the whole 5%
-error budget under no difference, and found a 30% lift about a third as often). The log
-interval maps back to relative lift as ``exp(bound) - 1``.
+looks (simulating 25 daily looks at a 10% base rate, it had 4-5% false positives against
+about 1% on the log scale, and found a 30% lift in a third of experiments instead of 55%).
+The log interval maps back to relative lift as ``exp(bound) - 1``.
 
 With several treatment arms, the sequential test runs at ``alpha / number of arms``
 (Bonferroni), so the chance of declaring any false winner stays under alpha.
