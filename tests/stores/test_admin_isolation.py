@@ -8,7 +8,7 @@ import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import models
 from django.test import Client
 from django.urls import reverse
@@ -163,6 +163,7 @@ def test_another_stores_object_is_not_found_on_any_page(rows, model):
     theirs_id = quote(theirs[model].pk)
 
     assert client.get(change_url(ours[model])).status_code == 200
+    assert client.get(url(model, "add")).status_code in (200, 403)
     for view in ("change", "delete", "history"):
         page = client.get(url(model, view, theirs_id))
         assert page.status_code == 404, view
@@ -384,3 +385,25 @@ def test_superuser_sees_a_users_memberships_on_the_user_page(rows):
 
     assert f'name="store_memberships-0-id" value="{membership.pk}"' in page
     assert StoreMembership.objects.filter(user=colleague).count() == 1
+
+
+def test_user_page_shows_only_memberships_in_stores_the_owner_owns(rows):
+    ours, theirs = rows
+    colleague = User.objects.create_user("colleague", is_staff=True)
+    in_ours = do_grant_store_membership(colleague, ours[Store], StoreRole.VIEWER)
+    in_theirs = do_grant_store_membership(colleague, theirs[Store], StoreRole.OWNER)
+    owner = User.objects.create_user("owner", is_staff=True)
+    do_grant_store_membership(owner, ours[Store], StoreRole.OWNER)
+    do_grant_store_membership(owner, theirs[Store], StoreRole.MARKETER)
+    owner.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_user", "change_user"])
+    )
+    client = Client()
+    client.force_login(owner)
+
+    page = client.get(url(User, "change", colleague.pk)).content.decode()
+
+    assert f'name="store_memberships-0-id" value="{in_ours.pk}"' in page
+    assert 'name="store_memberships-INITIAL_FORMS" value="1"' in page
+    assert f'name="store_memberships-0-id" value="{in_theirs.pk}"' not in page
+    assert f'<option value="{theirs[Store].pk}"' not in page
