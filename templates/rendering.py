@@ -222,11 +222,28 @@ def render_text(field_name: str, source: str, context: dict[str, Any], path: str
     except UndefinedError as error:
         raise RenderError("undefined_variable", str(error.message), field=path) from error
     except SecurityError as error:
-        raise RenderError("forbidden", str(error), field=path) from error
+        raise RenderError("forbidden", str(error), field=path, line=template_line(error)) from error
     except RenderLimitExceeded as error:
-        raise RenderError("limit_exceeded", str(error), field=path) from error
+        raise RenderError(
+            "limit_exceeded", str(error), field=path, line=template_line(error)
+        ) from error
     except (TemplateError, TypeError, ValueError, ArithmeticError, OverflowError) as error:
-        raise RenderError("render_error", str(error), field=path) from error
+        raise RenderError(
+            "render_error", str(error), field=path, line=template_line(error)
+        ) from error
+
+
+def template_line(error: BaseException) -> int | None:
+    """The template line an error was raised at: Jinja rewrites a render's traceback
+    so that template code shows as frames of a ``<template>`` file at its own lines;
+    the innermost one is where it failed (inside a macro, the macro's line)."""
+    line = None
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename in ("<template>", "<unknown>"):
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    return line
 
 
 _MISSING = object()
