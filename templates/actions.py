@@ -118,8 +118,7 @@ def check_template_content(
                     for name, value in fields.items()
                 }
             except RenderError as error:
-                line = f" (line {error.line})" if error.line else ""
-                errors[error.field] = [f"{error.args[0]}{line}"]
+                errors[error.field] = [error.explanation]
                 continue
             errors.update(check_channel_limits(channel, rendered, f"content.{locale}.{channel}"))
     return errors

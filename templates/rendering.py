@@ -57,6 +57,11 @@ class RenderError(Exception):
         self.field = field
         self.line = line
 
+    @property
+    def explanation(self) -> str:
+        """The message with its template line, for a field's error list."""
+        return f"{self.args[0]} (line {self.line})" if self.line else str(self.args[0])
+
     def __str__(self) -> str:
         where = self.field + (f" line {self.line}" if self.line else "")
         return f"{where}: {self.args[0]}" if where else str(self.args[0])
