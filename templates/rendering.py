@@ -17,6 +17,7 @@ from django.utils.html import strip_tags
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from prometheus_client import Counter, Histogram
 
+from templates.content import url_errors
 from templates.models import Template, TemplateVersion
 from templates.sandbox import RenderLimitExceeded, SecurityError, environment_for
 
@@ -48,7 +49,7 @@ class RenderError(Exception):
     """A message could not be rendered; ``reason`` is a stable label for the intervention.
 
     reasons: template_not_found, template_not_published, channel_missing,
-    syntax_error, undefined_variable, forbidden, limit_exceeded, render_error.
+    syntax_error, undefined_variable, forbidden, limit_exceeded, render_error, unsafe_url.
     """
 
     def __init__(self, reason: str, message: str, *, field: str = "", line: int | None = None):
@@ -129,7 +130,9 @@ def render_message(
     explicit trigger that carries its own text). Raises ``RenderError``.
     """
     if not template_key:
-        return None, {k: v for k, v in context.items() if isinstance(v, str | int | float)}
+        content = {k: v for k, v in context.items() if isinstance(v, str | int | float)}
+        refuse_unsafe_urls(content, "personalization")
+        return None, content
     published = published_template(store_id, template_key)
     content = render_content(
         published.content,
@@ -186,6 +189,7 @@ def render_content(
                     rendered[name] = render_value(
                         name, fields[name], full_context, f"{locale_key}.{channel}.{name}"
                     )
+            refuse_unsafe_urls(rendered, f"{locale_key}.{channel}")
         except RenderError as error:
             RENDERS.labels(channel, error.reason).inc()
             logger.warning(
@@ -249,6 +253,13 @@ def template_line(error: BaseException) -> int | None:
             line = frame.tb_lineno
         frame = frame.tb_next
     return line
+
+
+def refuse_unsafe_urls(content: dict[str, Any], path: str) -> None:
+    """A link that is not an allowed http(s) URL (``javascript:…``) never reaches a
+    shopper, whether the template or the caller's personalization wrote it."""
+    for field, problems in url_errors(content, path).items():
+        raise RenderError("unsafe_url", problems[0], field=field)
 
 
 _MISSING = object()
