@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from campaigns.models import Campaign
+from stores.admin_scoping import StoreScopedAdmin
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(StoreScopedAdmin):
     list_display = ["name", "store", "is_active", "trigger", "channel", "delay_minutes", "priority"]
     list_filter = ["store", "is_active", "trigger", "channel"]
     search_fields = ["name"]

@@ -117,6 +117,7 @@ def run() -> int:
             [
                 "",
                 f"  Admin:          {base}/admin/  (user {demo['admin_user']}, password {demo['admin_password']})",
+                f"                  one store only: user {demo['marketer_user']}, password {demo['marketer_password']}",
                 f"  API docs:       {base}/api/docs/",
                 f"  Demo storefront {base}/demo/storefront/",
                 f"  Health:         {base}/health/ready   Metrics: {base}/metrics",

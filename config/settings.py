@@ -25,6 +25,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where providers' callbacks (Twilio status, unsubscribe links) reach this service.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Hosts (and their subdomains) links in message content may point to; empty = any
+# http(s) host. PUBLIC_BASE_URL's host is always allowed (templates/content.py).
+CONTENT_URL_HOSTS = env.list("CONTENT_URL_HOSTS", default=[])
 
 INSTALLED_APPS = [
     "daphne",

@@ -7,10 +7,12 @@ from django.utils.html import format_html_join
 
 from interventions import actions
 from interventions.models import Cart, CartEvent, DeliveryAttempt, Intervention, InterventionEvent
+from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline
 
 
-class InterventionEventInline(admin.TabularInline):
+class InterventionEventInline(StoreScopedTabularInline):
     model = InterventionEvent
+    store_path = "intervention__store"
     extra = 0
     can_delete = False
     readonly_fields = fields = ("at", "from_status", "to_status", "reason")
@@ -19,8 +21,9 @@ class InterventionEventInline(admin.TabularInline):
         return False
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(StoreScopedTabularInline):
     model = DeliveryAttempt
+    store_path = "intervention__store"
     extra = 0
     can_delete = False
     readonly_fields = fields = (
@@ -38,7 +41,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(Intervention)
-class InterventionAdmin(admin.ModelAdmin):
+class InterventionAdmin(StoreScopedAdmin):
     list_display = [
         "id",
         "store",
@@ -123,7 +126,7 @@ class InterventionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cart)
-class CartAdmin(admin.ModelAdmin):
+class CartAdmin(StoreScopedAdmin):
     list_display = [
         "external_id",
         "store",
@@ -139,7 +142,7 @@ class CartAdmin(admin.ModelAdmin):
 
 
 @admin.register(CartEvent)
-class CartEventAdmin(admin.ModelAdmin):
+class CartEventAdmin(StoreScopedAdmin):
     list_display = ["type", "store", "cart", "user_id", "occurred_at", "received_at"]
     list_filter = ["type", "store"]
     search_fields = ["cart__external_id", "user_id"]

@@ -5,7 +5,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from stores.models import Shopper, Store, StoreApiKey
+from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
 SHOPPER_FIELDS = ("email", "phone", "first_name", "locale", "timezone", "segment")
 
@@ -29,6 +29,14 @@ def do_revoke_api_keys(store: Store, key_name: str) -> int:
     return StoreApiKey.objects.filter(store=store, name=key_name, revoked=False).update(
         revoked=True
     )
+
+
+def do_grant_store_membership(user: Any, store: Store, role: StoreRole) -> StoreMembership:
+    """Give a staff user ``role`` in ``store`` in the admin, replacing any role they had there."""
+    membership, _ = StoreMembership.objects.update_or_create(
+        user=user, store=store, defaults={"role": role}
+    )
+    return membership
 
 
 def do_upsert_shopper(

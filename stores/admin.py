@@ -1,23 +1,88 @@
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import models
+from django.db.models.fields.related import RelatedField
+from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from stores.models import Shopper, Store, StoreApiKey
+from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline, store_ids_granting
+from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
+
+User = get_user_model()
+
+
+class MembershipOfStoreInline(StoreScopedTabularInline):
+    model = StoreMembership
+    managing_role = StoreRole.OWNER
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    extra = 0
+
+    def get_field_queryset(
+        self, db: str | None, db_field: "RelatedField[Any, Any]", request: HttpRequest
+    ) -> "models.QuerySet[Any] | None":
+        # Listing every account would show other tenants' staff to an owner: owners pick
+        # among people already in one of their stores, and a superuser gives a new user
+        # their first membership.
+        queryset = super().get_field_queryset(db, db_field, request)
+        if db_field.name != "user" or request.user.is_superuser:
+            return queryset
+        owned = store_ids_granting(request, StoreRole.OWNER)
+        return User._default_manager.filter(store_memberships__store__in=owned).distinct()
+
+
+class MembershipOfUserInline(StoreScopedTabularInline):
+    model = StoreMembership
+    managing_role = StoreRole.OWNER
+    fields = ["store", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[StoreMembership]:
+        # A user is no store's object, so the inline cannot take the role from its parent:
+        # show only the memberships this user may edit, in the stores they own.
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return self.scope(queryset, store_ids_granting(request, StoreRole.OWNER))
 
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
+class StoreAdmin(StoreScopedAdmin):
+    store_path = "pk"
+    managing_role = StoreRole.OWNER
     list_display = ["name", "id", "timezone", "probability_threshold", "frequency_cap_per_hour"]
     search_fields = ["name", "id"]
+    inlines = [MembershipOfStoreInline]
+
+    # Creating or deleting a tenant is an operator's job, not a store owner's.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
 @admin.register(StoreApiKey)
-class StoreApiKeyAdmin(APIKeyModelAdmin):
+class StoreApiKeyAdmin(StoreScopedAdmin, APIKeyModelAdmin):
+    managing_role = StoreRole.OWNER
     list_display = (*APIKeyModelAdmin.list_display, "store")  # type: ignore[assignment]
     list_filter = (*APIKeyModelAdmin.list_filter, "store")  # type: ignore[assignment]
 
 
 @admin.register(Shopper)
-class ShopperAdmin(admin.ModelAdmin):
+class ShopperAdmin(StoreScopedAdmin):
     list_display = ["external_id", "store", "email", "phone", "segment", "timezone"]
     list_filter = ["store", "segment"]
     search_fields = ["external_id", "email", "phone"]
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    inlines = [*DjangoUserAdmin.inlines, MembershipOfUserInline]

@@ -1,13 +1,15 @@
 """Stores (the tenants), their API keys, and their shoppers.
 
 Every other store-owned row carries a ``store`` foreign key; the API reaches rows
-only through the authenticated store (``stores.api.StoreScopedMixin``).
+only through the authenticated store (``stores.api.StoreScopedMixin``), the admin only
+through the signed-in user's memberships (``stores.admin_scoping``).
 """
 
 import uuid
 import zoneinfo
 from datetime import time
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, APIKeyManager
@@ -115,3 +117,37 @@ class Shopper(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+
+class StoreRole(models.TextChoices):
+    """What a staff user may do with one store's data in the admin, weakest first."""
+
+    VIEWER = "viewer", "Viewer (read only)"
+    MARKETER = "marketer", "Marketer (campaigns, templates, interventions, shoppers)"
+    OWNER = "owner", "Owner (also API keys, store settings and memberships)"
+
+    def grants(self, needed: "StoreRole") -> bool:
+        return ROLE_STRENGTH[self] >= ROLE_STRENGTH[needed]
+
+
+ROLE_STRENGTH = {StoreRole.VIEWER: 0, StoreRole.MARKETER: 1, StoreRole.OWNER: 2}
+
+
+class StoreMembership(models.Model):
+    """A staff user's access to one store in the admin; superusers need none."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="store_memberships"
+    )
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=StoreRole.choices, default=StoreRole.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["store", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "store"], name="unique_membership_per_store")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.store} ({self.role})"

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from notifications.segments import count_segments
 from stores.models import Store
+from templates.content import url_errors
 from templates.context import STANDARD_ROOTS, sample_context
 from templates.models import Template, TemplateVersion
 from templates.rendering import (
@@ -118,10 +119,10 @@ def check_template_content(  # noqa: C901 - one check per rule of docs/templates
                     for name, value in fields.items()
                 }
             except RenderError as error:
-                line = f" (line {error.line})" if error.line else ""
-                errors[error.field] = [f"{error.args[0]}{line}"]
+                errors[error.field] = [error.explanation]
                 continue
             errors.update(check_channel_limits(channel, rendered, f"content.{locale}.{channel}"))
+            errors.update(url_errors(rendered, f"content.{locale}.{channel}"))
     return errors
 
 

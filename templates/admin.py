@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline
 from templates import actions
 from templates.models import Template, TemplateVersion
 from templates.rendering import CHANNEL_FIELDS, RenderError
@@ -52,8 +53,9 @@ class TemplateForm(forms.ModelForm):
         return cleaned
 
 
-class TemplateVersionInline(admin.TabularInline):
+class TemplateVersionInline(StoreScopedTabularInline):
     model = TemplateVersion
+    store_path = "template__store"
     fields = ["number", "note", "created_at"]
     readonly_fields = ["number", "note", "created_at"]
     extra = 0
@@ -91,7 +93,7 @@ def render_previews(version: TemplateVersion | None) -> SafeString:
 
 
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):
+class TemplateAdmin(StoreScopedAdmin):
     form = TemplateForm
     list_display = ["key", "name", "store", "published_version", "updated_at"]
     list_filter = ["store"]
@@ -137,8 +139,10 @@ class TemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(TemplateVersion)
-class TemplateVersionAdmin(admin.ModelAdmin):
+class TemplateVersionAdmin(StoreScopedAdmin):
     """Versions are immutable: viewable, never editable."""
+
+    store_path = "template__store"
 
     list_display = ["__str__", "note", "created_at"]
     list_filter = ["template__store"]

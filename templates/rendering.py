@@ -17,6 +17,7 @@ from django.utils.html import strip_tags
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from prometheus_client import Counter, Histogram
 
+from templates.content import url_errors
 from templates.models import Template, TemplateVersion
 from templates.sandbox import RenderLimitExceeded, SecurityError, environment_for
 
@@ -48,7 +49,7 @@ class RenderError(Exception):
     """A message could not be rendered; ``reason`` is a stable label for the intervention.
 
     reasons: template_not_found, template_not_published, channel_missing,
-    syntax_error, undefined_variable, forbidden, limit_exceeded, render_error.
+    syntax_error, undefined_variable, forbidden, limit_exceeded, render_error, unsafe_url.
     """
 
     def __init__(self, reason: str, message: str, *, field: str = "", line: int | None = None):
@@ -56,6 +57,11 @@ class RenderError(Exception):
         self.reason = reason
         self.field = field
         self.line = line
+
+    @property
+    def explanation(self) -> str:
+        """The message with its template line, for a field's error list."""
+        return f"{self.args[0]} (line {self.line})" if self.line else str(self.args[0])
 
     def __str__(self) -> str:
         where = self.field + (f" line {self.line}" if self.line else "")
@@ -124,7 +130,9 @@ def render_message(
     explicit trigger that carries its own text). Raises ``RenderError``.
     """
     if not template_key:
-        return None, {k: v for k, v in context.items() if isinstance(v, str | int | float)}
+        content = {k: v for k, v in context.items() if isinstance(v, str | int | float)}
+        refuse_unsafe_urls(content, "personalization")
+        return None, content
     published = published_template(store_id, template_key)
     content = render_content(
         published.content,
@@ -181,6 +189,7 @@ def render_content(
                     rendered[name] = render_value(
                         name, fields[name], full_context, f"{locale_key}.{channel}.{name}"
                     )
+            refuse_unsafe_urls(rendered, f"{locale_key}.{channel}")
         except RenderError as error:
             RENDERS.labels(channel, error.reason).inc()
             logger.warning(
@@ -222,11 +231,35 @@ def render_text(field_name: str, source: str, context: dict[str, Any], path: str
     except UndefinedError as error:
         raise RenderError("undefined_variable", str(error.message), field=path) from error
     except SecurityError as error:
-        raise RenderError("forbidden", str(error), field=path) from error
+        raise RenderError("forbidden", str(error), field=path, line=template_line(error)) from error
     except RenderLimitExceeded as error:
-        raise RenderError("limit_exceeded", str(error), field=path) from error
+        raise RenderError(
+            "limit_exceeded", str(error), field=path, line=template_line(error)
+        ) from error
     except (TemplateError, TypeError, ValueError, ArithmeticError, OverflowError) as error:
-        raise RenderError("render_error", str(error), field=path) from error
+        raise RenderError(
+            "render_error", str(error), field=path, line=template_line(error)
+        ) from error
+
+
+def template_line(error: BaseException) -> int | None:
+    """The template line an error was raised at: Jinja rewrites a render's traceback
+    so that template code shows as frames of a ``<template>`` file at its own lines;
+    the innermost one is where it failed (inside a macro, the macro's line)."""
+    line = None
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename in ("<template>", "<unknown>"):
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    return line
+
+
+def refuse_unsafe_urls(content: dict[str, Any], path: str) -> None:
+    """A link that is not an allowed http(s) URL (``javascript:…``) never reaches a
+    shopper, whether the template or the caller's personalization wrote it."""
+    for field, problems in url_errors(content, path).items():
+        raise RenderError("unsafe_url", problems[0], field=field)
 
 
 _MISSING = object()

@@ -11,6 +11,7 @@ from interventions.models import (
     Intervention,
     InterventionEvent,
 )
+from templates.content import check_content_urls
 
 
 class CartItemSerializer(StrictSerializer):
@@ -108,6 +109,11 @@ class TriggerSerializer(StrictSerializer):
     user = ShopperProfileSerializer(required=False)
     cart = CartSerializer(required=False)
 
+    def validate_personalization(self, personalization: dict[str, Any]) -> dict[str, Any]:
+        # Without a template it is the content itself: cta_url is where the client navigates.
+        check_content_urls(personalization)
+        return personalization
+
 
 class BatchItemSerializer(TriggerSerializer):
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -191,3 +197,11 @@ class InterventionUpdateSerializer(StrictSerializer):
     expires_at = DateTimeField(required=False, allow_null=True)
     content = serializers.DictField(required=False)
     personalization = serializers.DictField(required=False)
+
+    def validate_content(self, content: dict[str, Any]) -> dict[str, Any]:
+        check_content_urls(content)
+        return content
+
+    def validate_personalization(self, personalization: dict[str, Any]) -> dict[str, Any]:
+        check_content_urls(personalization)
+        return personalization

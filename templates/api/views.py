@@ -113,7 +113,7 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
                 error_body(
                     "render_error",
                     str(error),
-                    {error.field or "content": [str(error.args[0])]},
+                    {error.field or "content": [error.explanation]},
                 ),
                 status=status.HTTP_400_BAD_REQUEST,
             )

@@ -1,5 +1,7 @@
 """Marketers' templates through the API: validated versions, publish, rollback, preview."""
 
+import time
+
 import pytest
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +152,64 @@ def test_patch_updates_declared_variables_and_delete_removes_an_unused_template(
 
     assert patched.json()["variables"][0]["default"] == "friend"
     assert deleted.status_code == 204
+
+
+def test_a_version_whose_sample_rendering_would_blow_up_is_a_quick_400_naming_it(shop):
+    huge_format = {"en": {"sms": {"body": 'Hi {{ "%0300000000d" % 1 }}'}}}
+    started = time.perf_counter()
+
+    response = create(shop, content=huge_format)
+
+    assert time.perf_counter() - started < 3
+    assert response.status_code == 400
+    assert "% formatting" in response.json()["error"]["fields"]["content.en.sms.body"][0]
+
+
+def test_a_macro_calling_itself_is_a_400_with_its_line_at_validation(shop):
+    looping = {
+        "en": {
+            "sms": {"body": "Hi\n{% macro again(n) %}{{ again(n) }}{% endmacro %}\n{{ again(1) }}"}
+        }
+    }
+
+    response = create(shop, content=looping)
+
+    assert response.status_code == 400
+    message = response.json()["error"]["fields"]["content.en.sms.body"][0]
+    assert "calls itself" in message
+    assert "line 2" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "context", "named"),
+    [
+        ("{{ (((n ** 99) ** 99) ** 99) ** 99 > 1 }}", {"n": 9}, "bits"),
+        (
+            "{% macro countdown(n) %}{{ n }} {{ countdown(n - 1) if n }}{% endmacro %}"
+            "{{ countdown(n) }}",
+            {"n": 100_000},
+            "calls itself",
+        ),
+    ],
+)
+def test_preview_with_a_context_that_blows_up_a_valid_template_is_a_quick_400(
+    shop, body, context, named
+):
+    # Valid with the declared default (n = 1), runaway with the previewed value.
+    variables = [{"name": "n", "type": "integer", "default": 1}]
+    template_id = create(shop, content={"en": {"sms": {"body": body}}}, variables=variables)
+    assert template_id.status_code == 201, template_id.json()
+    started = time.perf_counter()
+
+    response = shop.client.post(
+        f"/api/v1/templates/{template_id.json()['id']}/preview",
+        {"channel": "sms", "context": context},
+        format="json",
+    )
+
+    assert time.perf_counter() - started < 3
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "render_error"
+    message = response.json()["error"]["fields"]["en.sms.body"][0]
+    assert named in message
+    assert "(line 1)" in message

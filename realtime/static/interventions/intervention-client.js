@@ -200,7 +200,8 @@
     cta.onclick = function () {
       self.track(payload.id, "clicked");
       close(null);
-      if (content.cta_url) { root.location.href = content.cta_url; }
+      var target = safeLink(content.cta_url);
+      if (target) { root.location.href = target; }
     };
     var dismiss = add("button", "No thanks",
       "margin-left:8px;background:none;border:0;color:#555;cursor:pointer");
@@ -210,6 +211,17 @@
     this.track(payload.id, "displayed");
     return box;
   };
+
+  // Only absolute http(s) links are followed: a javascript: or data: URL assigned to
+  // location.href would run in the store's page. The server refuses them too; this
+  // guards against a server that does not (docs/templates.md).
+  function safeLink(value) {
+    if (typeof value !== "string" || !value) { return null; }
+    var url;
+    try { url = new URL(value); } catch (error) { return null; }
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  }
+  InterventionClient.safeLink = safeLink;
 
   root.InterventionClient = InterventionClient;
 })(typeof window !== "undefined" ? window : this);

@@ -5,8 +5,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from stores.actions import do_issue_api_key, do_revoke_api_keys
-from stores.models import Store
+from stores.actions import do_grant_store_membership, do_issue_api_key, do_revoke_api_keys
+from stores.models import Store, StoreRole
 
 DEMO_STORE_NAME = "Demo Store"
 DEMO_KEY_NAME = "demo"
@@ -15,7 +15,8 @@ DEMO_KEY_NAME = "demo"
 class Command(BaseCommand):
     help = (
         "Idempotently create the demo store, a fresh demo API key (older demo keys are "
-        "revoked, since keys are stored hashed and cannot be shown again) and an admin user."
+        "revoked, since keys are stored hashed and cannot be shown again), an admin user and a "
+        "marketer who sees only the demo store in the admin."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -36,6 +37,15 @@ class Command(BaseCommand):
         if not user_model.objects.filter(username=username).exists():
             user_model.objects.create_superuser(username=username, email="", password=password)
 
+        marketer_name = os.environ.get("DEMO_MARKETER_USER", "marketer")
+        marketer_password = os.environ.get("DEMO_MARKETER_PASSWORD", "marketer")
+        marketer = user_model.objects.filter(username=marketer_name).first()
+        if marketer is None:
+            marketer = user_model.objects.create_user(
+                username=marketer_name, password=marketer_password, is_staff=True
+            )
+        do_grant_store_membership(marketer, store, StoreRole.MARKETER)
+
         self.stdout.write(
             json.dumps(
                 {
@@ -43,6 +53,8 @@ class Command(BaseCommand):
                     "api_key": key,
                     "admin_user": username,
                     "admin_password": password,
+                    "marketer_user": marketer_name,
+                    "marketer_password": marketer_password,
                 }
             )
         )
