@@ -24,6 +24,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck:
 	$(BIN)/mypy
