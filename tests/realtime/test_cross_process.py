@@ -11,7 +11,7 @@ import websockets
 
 from interventions.models import Intervention, Status
 from realtime.tokens import issue_token
-from tests.realtime.servers import Daphne
+from tests.support.processes import Daphne
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

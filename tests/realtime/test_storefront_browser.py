@@ -12,7 +12,7 @@ from django.db import connections
 
 from interventions.models import Intervention, Status
 from stores.models import Store
-from tests.realtime.servers import Daphne
+from tests.support.processes import Daphne
 from tracking.models import TrackingEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

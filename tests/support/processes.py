@@ -1,4 +1,5 @@
-"""Real processes for end-to-end and fault tests: Celery worker and beat, daphne, redis-server.
+"""Real processes for end-to-end, cross-process and fault tests: Celery worker and beat,
+daphne, redis-server. The one helper for them.
 
 Each process gets the test database and its own Redis URL through the environment,
 exactly as production processes get theirs.
@@ -11,12 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import requests
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +34,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def engine_env(redis_url: str, provider_url: str = "", **extra: str) -> dict[str, str]:
+def test_database_url() -> str:
     database = connection.settings_dict  # the test database, not the configured one
+    credentials = (database["USER"] or "postgres") + (
+        f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+    )
+    host, port = database["HOST"] or "127.0.0.1", database["PORT"] or 5432
+    return f"postgres://{credentials}@{host}:{port}/{database['NAME']}"
+
+
+def engine_env(redis_url: str, provider_url: str = "", **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 5432}/{database['NAME']}",
+        "DATABASE_URL": test_database_url(),
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "LOG_FORMAT": "console",
@@ -97,3 +108,62 @@ def daphne_command(port: int) -> list[str]:
 def redis_command(port: int) -> list[str]:
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     return [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+class Daphne:
+    """A real daphne on the test database and the machine's Redis (cross-process and
+    browser tests), started on a free port and stopped by ``stop()``."""
+
+    def __init__(self, port: int | None = None, **env: str):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.env = engine_env(
+            settings.REDIS_URL,
+            DATABASE_POOL_MIN_SIZE="1",
+            DATABASE_POOL_MAX_SIZE="4",
+            WEBSOCKET_TRANSPORT="realtime.transport.WebSocketTransport",
+            SECRET_KEY=settings.SECRET_KEY,
+            LOG_LEVEL="WARNING",
+            **env,
+        )
+        # Closed in stop(); the server writes to it for its whole life.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"daphne-{self.port}-", suffix=".log"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Daphne":
+        self.process = subprocess.Popen(
+            daphne_command(self.port), cwd=ROOT, env=self.env, stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def serving() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited:\n{self.output()}")
+            try:
+                return requests.get(f"{self.url}/health", timeout=1).status_code == 200
+            except requests.RequestException:  # refused, or too slow while starting
+                return False
+
+        try:
+            wait_for(serving, timeout=30, interval=0.2)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"daphne did not start in 30 s:\n{self.output()}") from None
+        return self
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.log.close()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 CLIENT_JS = (
     Path(__file__).resolve().parents[2]
-    / "interventions/static/interventions/intervention-client.js"
+    / "realtime/static/interventions/intervention-client.js"
 )
 UNSAFE_LINKS = [
     "javascript:alert(document.cookie)",
