@@ -254,7 +254,7 @@ def _frequency_blocks(
     return overall, per_channel
 
 
-def decide(  # noqa: C901 - the rules in the order docs/decisions.md lists them; one reads top to bottom
+def decide(  # noqa: C901 - the rules in docs/decisions.md order, read top to bottom (hence its length)
     request: Request,
     shopper: ShopperFacts,
     cart: CartFacts,

@@ -49,7 +49,10 @@ def build_decided(
     fingerprint: str = "",
     extra_reasons: Iterable[str] = (),
 ) -> tuple[Intervention, InterventionEvent]:
-    """Decide and render one intervention, unsaved: the single and the bulk paths save."""
+    """Decide and render one intervention, unsaved: the single and the bulk paths save.
+
+    Long only because it spells out the intervention's fields once, for both paths.
+    """
     started = monotonic_time.perf_counter()
     decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
     reasons = [*extra_reasons, *decision.reasons]

@@ -1,6 +1,6 @@
 """What beat runs: release scheduled sends when due, and sweep up after lost work."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
@@ -67,9 +67,19 @@ def do_sweep_stuck(
     now = timezone.now()
     queued_after = settings.SWEEP_QUEUED_AFTER_SECONDS if queued_after is None else queued_after
     sending_after = settings.SWEEP_SENDING_AFTER_SECONDS if sending_after is None else sending_after
-    counts = {"redispatched": 0, "republished": 0, "unconfirmed": 0}
+    counts = {"redispatched": _redispatch_stale_queued(now, queued_after)}
+    counts.update(_settle_stuck_sending(now, sending_after))
+    if any(counts.values()):
+        metrics.SWEPT.labels(kind="redispatched").inc(counts["redispatched"])
+        metrics.SWEPT.labels(kind="republished").inc(counts["republished"])
+        metrics.SWEPT.labels(kind="unconfirmed").inc(counts["unconfirmed"])
+        logger.warning("sweeper_recovered_interventions", **counts)
+    return counts
+
+
+def _redispatch_stale_queued(now: datetime, queued_after: float) -> int:
     websocket_after = settings.SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS
-    stale_queued = (
+    stale = list(
         Intervention.objects.filter(status=Status.QUEUED)
         .filter(
             Q(updated_at__lt=now - timedelta(seconds=queued_after))
@@ -77,7 +87,6 @@ def do_sweep_stuck(
         )
         .values_list("pk", "channel")[:1000]
     )
-    stale = list(stale_queued)
     if stale:
         # Touch the rows so the next sweep waits another full timeout for this dispatch.
         Intervention.objects.filter(pk__in=[pk for pk, _ in stale], status=Status.QUEUED).update(
@@ -85,7 +94,11 @@ def do_sweep_stuck(
         )
         # In chunks, as a batch is: after a crash there can be thousands of them.
         dispatch_many(stale)
-        counts["redispatched"] = len(stale)
+    return len(stale)
+
+
+def _settle_stuck_sending(now: datetime, sending_after: float) -> dict[str, int]:
+    counts = {"republished": 0, "unconfirmed": 0}
     for intervention in Intervention.objects.filter(
         status=Status.SENDING, updated_at__lt=now - timedelta(seconds=sending_after)
     )[:1000]:
@@ -96,24 +109,19 @@ def do_sweep_stuck(
                 )
                 dispatch(intervention.pk, intervention.channel)
                 counts["republished"] += 1
-            else:
-                with transaction.atomic():
-                    transition(
-                        intervention,
-                        Status.UNCONFIRMED,
-                        "unconfirmed: worker lost during the provider call; "
-                        "not resent to avoid a duplicate",
-                        sent_at=intervention.updated_at,  # the claim: when it may have gone
-                    )
-                    DeliveryAttempt.objects.filter(
-                        intervention=intervention, outcome=DeliveryAttempt.Outcome.STARTED
-                    ).update(outcome=DeliveryAttempt.Outcome.WORKER_LOST, finished_at=now)
-                counts["unconfirmed"] += 1
+                continue
+            with transaction.atomic():
+                transition(
+                    intervention,
+                    Status.UNCONFIRMED,
+                    "unconfirmed: worker lost during the provider call; "
+                    "not resent to avoid a duplicate",
+                    sent_at=intervention.updated_at,  # the claim: when it may have gone
+                )
+                DeliveryAttempt.objects.filter(
+                    intervention=intervention, outcome=DeliveryAttempt.Outcome.STARTED
+                ).update(outcome=DeliveryAttempt.Outcome.WORKER_LOST, finished_at=now)
+            counts["unconfirmed"] += 1
         except IllegalTransition:
             continue
-    if any(counts.values()):
-        metrics.SWEPT.labels(kind="redispatched").inc(counts["redispatched"])
-        metrics.SWEPT.labels(kind="republished").inc(counts["republished"])
-        metrics.SWEPT.labels(kind="unconfirmed").inc(counts["unconfirmed"])
-        logger.warning("sweeper_recovered_interventions", **counts)
     return counts
