@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 import structlog
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,8 +20,21 @@ if (BASE_DIR / ".env").exists():
 
 EMBEDDED = env.bool("ENGINE_EMBEDDED", default=False)
 
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-secret-key-change-me-in-production")
 DEBUG = env.bool("DEBUG", default=False)
+# The development key is public (it is in this file): with it anyone can forge WebSocket
+# tokens, unsubscribe and recovery links and admin sessions. Only a debug run (`make run`)
+# or an explicit opt-in (the test suite and mypy, through config.settings_dev) may use it;
+# anything else refuses to start. `manage.py check --deploy` also rejects it (config.checks).
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"  # noqa: S105
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not (DEBUG or env.bool("ALLOW_DEV_SECRET_KEY", default=False)):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY to a long random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; the public "
+            "development key is used only with DEBUG=1 or ALLOW_DEV_SECRET_KEY=1."
+        )
+    SECRET_KEY = DEV_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where providers' callbacks (Twilio status, unsubscribe links) reach this service.
@@ -28,6 +42,7 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip
 
 INSTALLED_APPS = [
     "daphne",
+    "config.apps.EngineConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
