@@ -203,7 +203,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["stores.auth.StoreApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["stores.auth.IsStoreClient"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.CheckedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
@@ -227,6 +227,11 @@ SPECTACULAR_SETTINGS = {
     },
 }
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+# Larger bodies are a 413. Sized for the biggest legitimate request, a full batch:
+# INTERVENTION_BATCH_MAX (1,000) triggers with a profile and a cart of ~20 lines (image
+# and product URLs, ~250 bytes a line) weigh ~5.5 KB each, 5.5 MB in all (measured in
+# tests/config/test_bad_input_at_the_edge.py); 10 MiB leaves room for bigger carts.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
 
 # --- Static files, i18n ---------------------------------------------------
 STATIC_URL = "/static/"
