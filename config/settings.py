@@ -6,6 +6,7 @@ Two shapes share this file:
   service is reachable): SQLite, in-memory channel layer, tasks run in-process.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "channels",
     "anymail",
     "django_structlog",
@@ -77,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last of the project's: turns a locked-out admin login into its 429 (config.admin_login).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -200,6 +204,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 
 # --- REST API -------------------------------------------------------------
+# Reverse proxies in front of the web processes: the client address used for throttles
+# and the admin lockout is then taken from X-Forwarded-For, that many hops from the right.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# Requests per API key, and per client address for requests without a valid key
+# (stores/api/throttling.py), counted in the Redis cache; "0" turns one off.
+API_THROTTLE_RATES = {
+    "api_key": env("API_RATE_PER_KEY", default="6000/min"),
+    "unauthenticated": env("API_RATE_UNAUTHENTICATED", default="60/min"),
+}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["stores.auth.StoreApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["stores.auth.IsStoreClient"],
@@ -208,6 +221,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["stores.api.throttling.ApiKeyThrottle"],
+    "NUM_PROXIES": NUM_PROXIES or None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cart-recovery intervention engine API",
@@ -232,6 +247,21 @@ API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 # and product URLs, ~250 bytes a line) weigh ~5.5 KB each, 5.5 MB in all (measured in
 # tests/config/test_bad_input_at_the_edge.py); 10 MiB leaves room for bigger carts.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
+
+# --- Admin login lockout (django-axes, config/admin_login.py) ---------------
+AUTHENTICATION_BACKENDS = [
+    "config.admin_login.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.admin_login.locked_out"
+AXES_IPWARE_PROXY_COUNT = NUM_PROXIES or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if NUM_PROXIES else ("REMOTE_ADDR",)
+)
 
 # --- Static files, i18n ---------------------------------------------------
 STATIC_URL = "/static/"
