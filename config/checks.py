@@ -4,6 +4,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
+
+from stores.api.throttling import parse_rate
 
 # Django's own security.W009 asks for the same length; ours is an error, not a warning,
 # because the key signs WebSocket tokens and shopper links, not only sessions.
@@ -33,3 +36,15 @@ def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             )
         ]
     return []
+
+
+@register()
+def check_api_rates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # A malformed rate would otherwise fail every API request with a 500.
+    problems: list[CheckMessage] = []
+    for scope, rate in settings.API_THROTTLE_RATES.items():
+        try:
+            parse_rate(rate)
+        except ImproperlyConfigured as exc:
+            problems.append(Error(f"API_THROTTLE_RATES[{scope!r}]: {exc}", id="config.E003"))
+    return problems

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +77,13 @@ def test_requests_without_a_key_count_per_address(stranger, shop, settings, froz
 
     assert statuses == [401, 401, 429]
     assert with_a_key.status_code == 200
+
+
+def test_a_malformed_rate_fails_manage_py_check(settings):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "api_key": "lots/minute"}
+
+    with pytest.raises(SystemCheckError, match=r"config\.E003.*api_key"):
+        call_command("check")
 
 
 # --- Admin login ---------------------------------------------------------------
