@@ -12,11 +12,15 @@ import time
 from functools import cache
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.core.cache import cache as shared_cache
 from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import RedisError
 from rest_framework import throttling
 from rest_framework.request import Request
+
+logger = structlog.get_logger(__name__)
 
 PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -54,20 +58,29 @@ class FixedWindowThrottle(throttling.BaseThrottle):
         now = time.time()
         window = int(now // seconds)
         key = f"throttle:{self.scope}:{caller}:{window}"
-        # The key outlives its window by a second so a late INCR never recreates it unbounded.
-        if shared_cache.add(key, 1, timeout=seconds + 1):
-            count = 1
-        else:
-            try:
-                count = shared_cache.incr(key)
-            except ValueError:  # expired between add and incr: a new window has begun
-                shared_cache.add(key, 1, timeout=seconds + 1)
-                count = 1
+        try:
+            count = count_in_window(key, seconds)
+        except RedisError as exc:
+            # Redis down must not take the API down with it (docs/operations.md: the API
+            # keeps accepting and the sweeper catches up): unthrottled until it returns.
+            logger.warning("throttle_unavailable", scope=self.scope, error=str(exc))
+            return True
         self.retry_after = math.ceil((window + 1) * seconds - now)
         return count <= requests
 
     def wait(self) -> float:
         return max(self.retry_after, 1)
+
+
+def count_in_window(key: str, seconds: int) -> int:
+    # The key outlives its window by a second so a late INCR never recreates it unbounded.
+    if shared_cache.add(key, 1, timeout=seconds + 1):
+        return 1
+    try:
+        return int(shared_cache.incr(key))
+    except ValueError:  # expired between add and incr: a new window has begun
+        shared_cache.add(key, 1, timeout=seconds + 1)
+        return 1
 
 
 class ApiKeyThrottle(FixedWindowThrottle):

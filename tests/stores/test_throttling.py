@@ -10,6 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from rest_framework.test import APIClient
 
+from tests.support.processes import free_port
+
 pytestmark = pytest.mark.django_db
 
 # Thirty seconds into a minute: a per-minute window has 30 s left, whatever the real clock.
@@ -77,6 +79,21 @@ def test_requests_without_a_key_count_per_address(stranger, shop, settings, froz
 
     assert statuses == [401, 401, 429]
     assert with_a_key.status_code == 200
+
+
+def test_the_api_keeps_answering_when_redis_is_down(shop, stranger, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        }
+    }
+
+    with_a_key = shop.client.get("/api/v1/shoppers")
+    without = stranger.get("/api/v1/shoppers")
+
+    assert with_a_key.status_code == 200
+    assert without.status_code == 401
 
 
 def test_a_malformed_rate_fails_manage_py_check(settings):
