@@ -3,6 +3,7 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1
 COPY pyproject.toml requirements.lock ./
 COPY . .
-RUN pip install --no-cache-dir -c requirements.lock -e . && python manage.py collectstatic --no-input
+RUN pip install --no-cache-dir -c requirements.lock -e . \
+    && ALLOW_DEV_SECRET_KEY=1 python manage.py collectstatic --no-input
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

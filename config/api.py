@@ -54,3 +54,18 @@ class DateTimeField(serializers.DateTimeField):
             return check_datetime(parsed)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
+
+
+# E.164 (+33612345678) is the form SMS providers take and the one stored on the shopper;
+# every endpoint that accepts a phone number validates it with this one field.
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+
+
+class PhoneNumberField(serializers.RegexField):
+    default_error_messages = {
+        "invalid": "Enter the number in E.164 form: + and 7 to 15 digits, e.g. +33612345678."
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "E.164, e.g. +33612345678")
+        super().__init__(E164_PATTERN, **kwargs)

@@ -6,10 +6,12 @@ Two shapes share this file:
   service is reachable): SQLite, in-memory channel layer, tasks run in-process.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 import structlog
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,8 +21,21 @@ if (BASE_DIR / ".env").exists():
 
 EMBEDDED = env.bool("ENGINE_EMBEDDED", default=False)
 
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-secret-key-change-me-in-production")
 DEBUG = env.bool("DEBUG", default=False)
+# The development key is public (it is in this file): with it anyone can forge WebSocket
+# tokens, unsubscribe and recovery links and admin sessions. Only a debug run (`make run`)
+# or an explicit opt-in (the test suite and mypy, through config.settings_dev) may use it;
+# anything else refuses to start. `manage.py check --deploy` also rejects it (config.checks).
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"  # noqa: S105
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not (DEBUG or env.bool("ALLOW_DEV_SECRET_KEY", default=False)):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY to a long random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; the public "
+            "development key is used only with DEBUG=1 or ALLOW_DEV_SECRET_KEY=1."
+        )
+    SECRET_KEY = DEV_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where providers' callbacks (Twilio status, unsubscribe links) reach this service.
@@ -31,6 +46,7 @@ CONTENT_URL_HOSTS = env.list("CONTENT_URL_HOSTS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
+    "config.apps.EngineConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -42,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "channels",
     "anymail",
     "django_structlog",
@@ -66,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last of the project's: turns a locked-out admin login into its 429 (config.admin_login).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -189,14 +208,25 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 
 # --- REST API -------------------------------------------------------------
+# Reverse proxies in front of the web processes: the client address used for throttles
+# and the admin lockout is then taken from X-Forwarded-For, that many hops from the right.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# Requests per API key, and per client address for requests without a valid key
+# (stores/api/throttling.py), counted in the Redis cache; "0" turns one off.
+API_THROTTLE_RATES = {
+    "api_key": env("API_RATE_PER_KEY", default="6000/min"),
+    "unauthenticated": env("API_RATE_UNAUTHENTICATED", default="60/min"),
+}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["stores.auth.StoreApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["stores.auth.IsStoreClient"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.CheckedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["stores.api.throttling.ApiKeyThrottle"],
+    "NUM_PROXIES": NUM_PROXIES or None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cart-recovery intervention engine API",
@@ -216,6 +246,26 @@ SPECTACULAR_SETTINGS = {
     },
 }
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+# Larger bodies are a 413. Sized for the biggest legitimate request, a full batch:
+# INTERVENTION_BATCH_MAX (1,000) triggers with a profile and a cart of ~20 lines (image
+# and product URLs, ~250 bytes a line) weigh ~5.5 KB each, 5.5 MB in all (measured in
+# tests/config/test_bad_input_at_the_edge.py); 10 MiB leaves room for bigger carts.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
+
+# --- Admin login lockout (django-axes, config/admin_login.py) ---------------
+AUTHENTICATION_BACKENDS = [
+    "config.admin_login.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.admin_login.locked_out"
+AXES_IPWARE_PROXY_COUNT = NUM_PROXIES or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if NUM_PROXIES else ("REMOTE_ADDR",)
+)
 
 # --- Static files, i18n ---------------------------------------------------
 STATIC_URL = "/static/"

@@ -6,6 +6,7 @@ import structlog
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from stores.api.throttling import UnauthenticatedThrottle
 from stores.models import Store, StoreApiKey
 
 logger = structlog.get_logger(__name__)
@@ -31,9 +32,11 @@ class StoreApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[StoreClient, StoreApiKey] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
+            check_unauthenticated_rate(request)
             return None
         scheme, _, key = header.partition(" ")
         if scheme != KEYWORD or not key.strip():
+            check_unauthenticated_rate(request)
             raise exceptions.AuthenticationFailed(
                 f"Send the key as 'Authorization: {KEYWORD} <key>'."
             )
@@ -41,6 +44,7 @@ class StoreApiKeyAuthentication(authentication.BaseAuthentication):
             api_key = StoreApiKey.objects.get_from_key(key.strip())
         except StoreApiKey.DoesNotExist:
             logger.info("api_key_rejected", prefix=key.strip().partition(".")[0][:8])
+            check_unauthenticated_rate(request)
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.") from None
         assert isinstance(api_key, StoreApiKey)
         if api_key.has_expired:
@@ -49,6 +53,18 @@ class StoreApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return KEYWORD
+
+
+def check_unauthenticated_rate(request: Request) -> None:
+    """Count a request without a valid key against its address; 429 past the rate.
+
+    Done here, where the key is decided: DRF checks permissions before throttles, so a
+    request without a valid key would be refused before any throttle counted it, and
+    guessing keys would be unlimited.
+    """
+    throttle = UnauthenticatedThrottle()
+    if not throttle.allow_request(request, None):
+        raise exceptions.Throttled(throttle.wait())
 
 
 class IsStoreClient(permissions.BasePermission):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from config.api import StrictModelSerializer
+from config.api import PhoneNumberField, StrictModelSerializer
 from stores.models import CHANNEL_CHOICES, CHANNELS, Shopper, Store
 
 
@@ -51,6 +51,7 @@ class StoreSerializer(StrictModelSerializer):
 
 class ShopperSerializer(StrictModelSerializer):
     user_id = serializers.CharField(source="external_id", max_length=200)
+    phone = PhoneNumberField(required=False, allow_blank=True)
     channel_preferences = ChannelListField(required=False)
     opted_out_channels = ChannelListField(required=False)
 

@@ -32,6 +32,7 @@ def test_embedded_mode_serves_the_product_on_sqlite_without_redis(tmp_path):
     env = {
         "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
         "ENGINE_EMBEDDED": "1",
+        "ALLOW_DEV_SECRET_KEY": "1",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'engine.sqlite3'}",
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         "DEMO_STOREFRONT_ENABLED": "1",

@@ -1,0 +1,139 @@
+"""Callers past their rate get a 429 with Retry-After, in the API's error shape."""
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from rest_framework.test import APIClient
+
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.django_db
+
+# Thirty seconds into a minute: a per-minute window has 30 s left, whatever the real clock.
+HALF_PAST = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_clock():
+    with time_machine.travel(HALF_PAST, tick=False):
+        yield
+
+
+@pytest.fixture
+def stranger() -> APIClient:
+    # Counters outlive a test in Redis: a client address no other test or run has used.
+    address = f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    return APIClient(REMOTE_ADDR=address)
+
+
+def test_a_key_past_its_rate_gets_429_with_retry_after(shop, other_shop, settings, frozen_clock):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "api_key": "3/min"}
+
+    answered = [shop.client.get("/api/v1/shoppers").status_code for _ in range(3)]
+    refused = shop.client.get("/api/v1/shoppers")
+    other_store = other_shop.client.get("/api/v1/shoppers")
+
+    assert answered == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "30"
+    assert refused.json()["error"]["code"] == "throttled"
+    assert other_store.status_code == 200  # the limit is per key
+
+
+def test_the_rate_window_reopens_after_retry_after(shop, settings):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "api_key": "1/min"}
+
+    with time_machine.travel(HALF_PAST, tick=False) as clock:
+        shop.client.get("/api/v1/shoppers")
+        refused = shop.client.get("/api/v1/shoppers")
+        clock.shift(int(refused["Retry-After"]))
+        again = shop.client.get("/api/v1/shoppers")
+
+    assert refused.status_code == 429
+    assert again.status_code == 200
+
+
+def test_guessing_keys_from_one_address_gets_429(stranger, settings, frozen_clock):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "unauthenticated": "5/min"}
+    stranger.credentials(HTTP_AUTHORIZATION="Api-Key Abcd1234.not-a-real-key")
+
+    answered = [stranger.get("/api/v1/shoppers").status_code for _ in range(5)]
+    refused = stranger.get("/api/v1/shoppers")
+
+    assert answered == [401] * 5
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "30"
+    assert refused.json()["error"]["code"] == "throttled"
+
+
+def test_requests_without_a_key_count_per_address(stranger, shop, settings, frozen_clock):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "unauthenticated": "2/min"}
+
+    statuses = [stranger.get("/api/v1/interventions").status_code for _ in range(3)]
+    with_a_key = shop.client.get("/api/v1/interventions")
+
+    assert statuses == [401, 401, 429]
+    assert with_a_key.status_code == 200
+
+
+def test_the_api_keeps_answering_when_redis_is_down(shop, stranger, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        }
+    }
+
+    with_a_key = shop.client.get("/api/v1/shoppers")
+    without = stranger.get("/api/v1/shoppers")
+
+    assert with_a_key.status_code == 200
+    assert without.status_code == 401
+
+
+def test_a_malformed_rate_fails_manage_py_check(settings):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "api_key": "lots/minute"}
+
+    with pytest.raises(SystemCheckError, match=r"config\.E003.*api_key"):
+        call_command("check")
+
+
+# --- Admin login ---------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_user() -> User:
+    return User.objects.create_superuser("admin", "admin@example.test", "right-password")
+
+
+def log_in(client, password: str):
+    return client.post("/admin/login/?next=/admin/", {"username": "admin", "password": password})
+
+
+def test_admin_login_locks_out_after_the_failure_limit(client, admin_user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+
+    failures = [log_in(client, "guess").status_code for _ in range(2)]
+    third = log_in(client, "guess")
+    even_the_right_password = log_in(client, "right-password")
+
+    assert failures == [200, 200]  # the form again, with its error
+    assert third.status_code == 429
+    assert even_the_right_password.status_code == 429
+    assert even_the_right_password["Retry-After"] == str(15 * 60)
+    assert even_the_right_password.json()["error"]["code"] == "locked_out"
+
+
+def test_admin_login_below_the_limit_still_works(client, admin_user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+
+    log_in(client, "guess")
+    response = log_in(client, "right-password")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
