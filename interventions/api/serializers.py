@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from config.api import DateTimeField, StrictSerializer
+from config.api import DateTimeField, PhoneNumberField, StrictSerializer
 from interventions.models import (
     REQUESTED_CHANNEL_CHOICES,
     EventType,
@@ -37,9 +37,7 @@ class CartSerializer(StrictSerializer):
 
 class ShopperProfileSerializer(StrictSerializer):
     email = serializers.EmailField(required=False, allow_blank=True)
-    phone = serializers.RegexField(
-        r"^\+[1-9]\d{6,14}$", required=False, allow_blank=True, help_text="E.164, e.g. +33612345678"
-    )
+    phone = PhoneNumberField(required=False, allow_blank=True)
     first_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
     locale = serializers.CharField(max_length=16, required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)

@@ -12,8 +12,7 @@ from interventions.models import Intervention
 pytestmark = pytest.mark.django_db
 
 CLIENT_JS = (
-    Path(__file__).resolve().parents[2]
-    / "realtime/static/interventions/intervention-client.js"
+    Path(__file__).resolve().parents[2] / "realtime/static/interventions/intervention-client.js"
 )
 UNSAFE_LINKS = [
     "javascript:alert(document.cookie)",
