@@ -24,9 +24,14 @@ def wall_clock(request: pytest.FixtureRequest):
 
     Tests marked ``slow`` start other processes, which keep the real clock: a test whose
     outcome depends on the hour there must set the store up so it does not (no quiet hours).
+    Tests marked ``real_clock`` compare this process's clock with Redis's (replay stream
+    ids are Redis server time), so they keep the real clock too.
     """
     instant = request.config.getoption("--wall-clock")
-    if not instant or request.node.get_closest_marker("slow"):
+    keeps_real_clock = request.node.get_closest_marker("slow") or request.node.get_closest_marker(
+        "real_clock"
+    )
+    if not instant or keeps_real_clock:
         yield
         return
     with time_machine.travel(datetime.fromisoformat(instant), tick=True):

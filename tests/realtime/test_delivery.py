@@ -93,6 +93,7 @@ async def test_last_message_id_at_connect_replays_the_shoppers_room(storefront, 
     await client.disconnect()
 
 
+@pytest.mark.real_clock
 async def test_replay_stops_at_the_replay_window(storefront, channel_layer, settings):
     settings.WS_REPLAY_WINDOW = 1
     shopper = random_user()
