@@ -228,6 +228,10 @@ def check_update_template(template: Template, **changes: Any) -> Template:
     """Name, description, declared variables, fallback locale; content goes in versions."""
     if "variables" in changes:
         _raise_if(check_variables(changes["variables"]))
+    return do_update_template(template, **changes)
+
+
+def do_update_template(template: Template, **changes: Any) -> Template:
     for field, value in changes.items():
         setattr(template, field, value)
     template.save()

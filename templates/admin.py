@@ -124,8 +124,9 @@ class TemplateAdmin(StoreScopedAdmin):
         return render_previews(template.published_version or template.versions.first())
 
     def save_model(self, request: HttpRequest, obj: Template, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        actions.check_update_template(obj)  # drops the cached published lookup
+        # The admin form has validated the fields; the action saves and drops the cached
+        # published lookup.
+        actions.do_update_template(obj)
         content = form.cleaned_data.get("new_version_content")
         if content:
             actions.check_create_version(
