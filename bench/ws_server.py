@@ -27,6 +27,10 @@ BASE_ENV = {
     "REDIS_URL": REDIS_URL,
     "LOG_LEVEL": "WARNING",
     "DJANGO_SETTINGS_MODULE": "config.settings",
+    # A benchmark on this machine: the development key, and rates the load never reaches.
+    "ALLOW_DEV_SECRET_KEY": "1",
+    "API_RATE_PER_KEY": "1000000/s",
+    "API_RATE_UNAUTHENTICATED": "1000000/s",
 }
 
 
