@@ -18,6 +18,7 @@ from interventions.models import (
     Status,
     transition,
 )
+from notifications.transports.base import get_transport
 
 logger = structlog.get_logger(__name__)
 
@@ -69,10 +70,12 @@ def do_sweep_stuck(
     sending_after = settings.SWEEP_SENDING_AFTER_SECONDS if sending_after is None else sending_after
     counts = {"redispatched": _redispatch_stale_queued(now, queued_after)}
     counts.update(_settle_stuck_sending(now, sending_after))
+    counts["confirmed"] = _confirm_unconfirmed(now)
     if any(counts.values()):
         metrics.SWEPT.labels(kind="redispatched").inc(counts["redispatched"])
         metrics.SWEPT.labels(kind="republished").inc(counts["republished"])
         metrics.SWEPT.labels(kind="unconfirmed").inc(counts["unconfirmed"])
+        metrics.SWEPT.labels(kind="confirmed").inc(counts["confirmed"])
         logger.warning("sweeper_recovered_interventions", **counts)
     return counts
 
@@ -125,3 +128,32 @@ def _settle_stuck_sending(now: datetime, sending_after: float) -> dict[str, int]
         except IllegalTransition:
             continue
     return counts
+
+
+def _confirm_unconfirmed(now: datetime) -> int:
+    """Ask the provider about sends a dead worker left in doubt, where it can be asked.
+
+    Only a positive answer changes anything (unconfirmed → sent): "not found" may mean
+    not indexed yet, and re-sending on it could reach the shopper twice. Asked for a day,
+    at most 100 per sweep; unconfirmed rows are rare (one per worker crash at most).
+    """
+    confirmed = 0
+    for intervention in Intervention.objects.filter(
+        status=Status.UNCONFIRMED,
+        sent_at__gt=now - timedelta(days=1),
+        sent_at__lt=now - timedelta(seconds=settings.SWEEP_SENDING_AFTER_SECONDS),
+    ).order_by("sent_at")[:100]:
+        provider_message_id = get_transport(intervention.channel).find_sent(str(intervention.pk))
+        if not provider_message_id:
+            continue
+        try:
+            transition(
+                intervention,
+                Status.SENT,
+                "confirmed by the provider after the worker was lost",
+                provider_message_id=provider_message_id[:200],
+            )
+        except IllegalTransition:
+            continue
+        confirmed += 1
+    return confirmed

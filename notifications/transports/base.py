@@ -59,6 +59,11 @@ class Transport:
     def send(self, message: OutboundMessage) -> str:
         raise NotImplementedError
 
+    def find_sent(self, intervention_id: str) -> str | None:
+        """The provider's message id if it holds our message for ``intervention_id``;
+        None if it does not, or if this provider cannot be asked (docs/delivery.md)."""
+        return None
+
 
 class LogTransport(Transport):
     """Development default: logs the message and keeps it, so `make run` shows what

@@ -6,6 +6,7 @@ Gmail and Yahoo show their unsubscribe button (they require it of bulk senders) 
 a click lands on ``notifications.views.unsubscribe``.
 """
 
+import requests
 import structlog
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from django.conf import settings
@@ -17,6 +18,8 @@ from notifications.ratelimit import acquire_send_slot
 from notifications.transports.base import OutboundMessage, Transport, TransportError
 
 logger = structlog.get_logger(__name__)
+
+POSTMARK_API_URL = "https://api.postmarkapp.com/"
 
 EMAIL_SENDS = Counter(
     "engine_email_sends_total", "Emails handed to the ESP by outcome", ["esp", "outcome"]
@@ -84,3 +87,29 @@ class AnymailEmailTransport(Transport):
         status = email.anymail_status  # type: ignore[attr-defined]
         EMAIL_SENDS.labels(esp, "sent").inc()
         return str(status.message_id or "")
+
+    def find_sent(self, intervention_id: str) -> str | None:
+        """Postmark can search sent messages by the metadata we attach to each one; the
+        other ESPs' event searches lag by minutes and match on other keys, so they are
+        not asked (an unconfirmed send stays for their webhooks to settle)."""
+        if settings.EMAIL_ESP != "postmark":
+            return None
+        api_url = settings.ANYMAIL.get("POSTMARK_API_URL", POSTMARK_API_URL)
+        try:
+            response = requests.get(
+                f"{api_url.rstrip('/')}/messages/outbound",
+                params={"count": "1", "offset": "0", "metadata_intervention_id": intervention_id},
+                headers={
+                    "Accept": "application/json",
+                    "X-Postmark-Server-Token": settings.ANYMAIL.get("POSTMARK_SERVER_TOKEN", ""),
+                },
+                timeout=10,
+            )
+            response.raise_for_status()
+            found = response.json().get("Messages") or []
+        except (requests.RequestException, ValueError) as error:
+            logger.warning("email_lookup_failed", intervention_id=intervention_id, error=str(error))
+            return None
+        if not found:
+            return None
+        return str(found[0].get("MessageID") or "") or None

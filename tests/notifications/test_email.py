@@ -1,12 +1,16 @@
 """Email through the real anymail Postmark backend, Postmark stubbed at its HTTP edge."""
 
 import json
+from datetime import timedelta
 from urllib.parse import urlparse
 
 import pytest
 import responses
 from django.test import Client
+from django.utils import timezone
+from responses import matchers
 
+from interventions.actions import do_sweep_stuck
 from interventions.models import Intervention, Status
 from notifications.links import unsubscribe_url
 from notifications.models import Suppression
@@ -16,6 +20,8 @@ from tests.notifications.conftest import POSTMARK_SEND, anymail_post
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+POSTMARK_SEARCH = "https://api.postmarkapp.com/messages/outbound"
 
 MESSAGE_ID = "b7bc2f4a-e38e-4336-af7d-e6c392c2f817"
 
@@ -294,3 +300,57 @@ def test_email_webhooks_change_nothing_while_no_secret_is_configured(shop, http,
     assert response.status_code == 200
     assert intervention.status == Status.SENT
     assert not Suppression.objects.exists()
+
+
+def unconfirmed_email(shop) -> Intervention:
+    """An email whose worker died inside the ESP call: claimed an hour ago, never recorded."""
+    shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
+    shop.store.save()
+    later = (timezone.now() + timedelta(minutes=5)).isoformat()
+    created = shop.client.post(
+        "/api/v1/interventions",
+        {"user_id": "sam", "channel": "email", "user": {"email": "sam@example.test"},
+         "scheduled_at": later},
+        format="json",
+    ).json()  # fmt: skip
+    Intervention.objects.filter(pk=created["id"]).update(
+        status=Status.SENDING, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    return Intervention.objects.get(pk=created["id"])
+
+
+def postmark_search_finds(http, intervention, messages):
+    http.add(
+        responses.GET,
+        POSTMARK_SEARCH,
+        json={"TotalCount": len(messages), "Messages": messages},
+        match=[
+            matchers.query_param_matcher(
+                {"count": "1", "offset": "0", "metadata_intervention_id": str(intervention.pk)}
+            ),
+            matchers.header_matcher({"X-Postmark-Server-Token": "postmark-token"}),
+        ],
+    )
+
+
+def test_sweeper_confirms_an_email_the_esp_holds_instead_of_leaving_it_in_doubt(shop, http):
+    intervention = unconfirmed_email(shop)
+    postmark_search_finds(http, intervention, [{"MessageID": MESSAGE_ID}])
+
+    counts = do_sweep_stuck()
+
+    intervention.refresh_from_db()
+    assert (counts["unconfirmed"], counts["confirmed"]) == (1, 1)
+    assert (intervention.status, intervention.provider_message_id) == (Status.SENT, MESSAGE_ID)
+    assert not [c for c in http.calls if c.request.url == POSTMARK_SEND]  # never re-sent
+
+
+def test_an_email_the_esp_does_not_know_stays_unconfirmed_and_is_not_resent(shop, http):
+    intervention = unconfirmed_email(shop)
+    postmark_search_finds(http, intervention, [])
+
+    do_sweep_stuck()
+
+    intervention.refresh_from_db()
+    assert intervention.status == Status.UNCONFIRMED
+    assert not [c for c in http.calls if c.request.url == POSTMARK_SEND]
