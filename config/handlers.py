@@ -11,21 +11,63 @@ view, rendering) for each request in a thread of the event loop's pool, the way 
 threaded WSGI server would: one hand-off per request, database waits overlap, and each
 request keeps one thread (and one database connection from the pool) from start to
 finish. WebSocket consumers are untouched. Pool size: ``ASGI_THREADS`` (asgiref).
+
+Load shedding: past ``MAX_IN_FLIGHT_REQUESTS`` requests waiting for or holding a thread
+in this process, a request is answered 503 with ``Retry-After`` at once, without running
+anything: a saturated process otherwise queues requests for tens of seconds, and the
+callers' retries pile on. Health probes are never shed. A request whose client hangs up
+while it waits for a thread never runs (Django cancels it on ``http.disconnect``, and the
+pool drops work not yet started).
 """
 
 from typing import Any
 
+import structlog
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from prometheus_client import Counter
+
+from config.errors import error_body
+
+logger = structlog.get_logger(__name__)
+
+REQUESTS_SHED = Counter(
+    "engine_requests_shed_total", "HTTP requests answered 503 at once: the process was saturated"
+)
+NEVER_SHED = ("/health",)
 
 
 class ThreadPoolASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        # Only the event loop's thread touches it: no lock needed.
+        self.in_flight = 0
+
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        if self.in_flight >= settings.MAX_IN_FLIGHT_REQUESTS and not request.path.startswith(
+            NEVER_SHED
+        ):
+            return self.overloaded(request)
         # database_sync_to_async returns the thread's connection to the pool afterwards.
         respond: Any = database_sync_to_async(self.get_response, thread_sensitive=False)
-        response: HttpResponseBase = await respond(request)
+        self.in_flight += 1
+        try:
+            response: HttpResponseBase = await respond(request)
+        finally:
+            self.in_flight -= 1
+        return response
+
+    def overloaded(self, request: HttpRequest) -> HttpResponseBase:
+        REQUESTS_SHED.inc()
+        logger.warning("request_shed", path=request.path, in_flight=self.in_flight)
+        response = JsonResponse(
+            error_body("overloaded", "The server is busy; retry after the delay given."),
+            status=503,
+        )
+        response["Retry-After"] = "1"
         return response

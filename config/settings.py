@@ -251,6 +251,10 @@ API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 # and product URLs, ~250 bytes a line) weigh ~5.5 KB each, 5.5 MB in all (measured in
 # tests/config/test_bad_input_at_the_edge.py); 10 MiB leaves room for bigger carts.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
+# Requests a web process holds (running or waiting for a thread) before it answers 503
+# with Retry-After instead of queueing (config/handlers.py). At ~10 ms of CPU a request,
+# 64 queued is well under a second of waiting.
+MAX_IN_FLIGHT_REQUESTS = env.int("MAX_IN_FLIGHT_REQUESTS", default=64)
 
 # --- Admin login lockout (django-axes, config/admin_login.py) ---------------
 AUTHENTICATION_BACKENDS = [
