@@ -306,11 +306,13 @@ LOGGING = {
             ],
         },
     },
+    "filters": {"benign_pubsub_cleanup": {"()": "config.log_filters.BenignPubSubCleanup"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
+        "channels_redis.pubsub": {"filters": ["benign_pubsub_cleanup"]},
     },
 }
 
