@@ -19,8 +19,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_UNKNOWN_STORE = 4404
 CLOSE_IDLE = 4408
 CLOSE_TOO_MANY_CONNECTIONS = 4429
-# 1013 "Try Again Later" is the standard code for a temporary server condition.
-CLOSE_TRY_AGAIN_LATER = 1013
+# A temporary server condition: back off and retry. Not the standard 1013: daphne's
+# autobahn refuses to send any code outside 1000 and 3000-4999.
+CLOSE_TRY_AGAIN_LATER = 4503
 
 TRACKING_EVENTS = ("displayed", "clicked", "dismissed")
 CLIENT_TYPES = ("ack", "tracking", "heartbeat", "resume")
