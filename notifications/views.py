@@ -6,7 +6,6 @@ answer 200 so providers stop retrying.
 
 import structlog
 from django.conf import settings
-from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
@@ -17,7 +16,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from interventions import actions as engine
 from notifications import actions
-from notifications.links import read_unsubscribe_token
 from notifications.transports.sms import SUPPRESSING_ERROR_CODES
 
 logger = structlog.get_logger(__name__)
@@ -107,12 +105,12 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """RFC 8058: mail clients POST ``List-Unsubscribe=One-Click`` without cookies or a
     CSRF token. GET only shows a button, because link scanners and previews follow GETs."""
     try:
-        store_id, email = read_unsubscribe_token(token)
-    except signing.BadSignature:
+        store, email = actions.access_unsubscribe_link(token)
+    except actions.InvalidUnsubscribeLink:
         WEBHOOK_REJECTIONS.labels("unsubscribe", "bad_token").inc()
         return HttpResponseNotFound("This unsubscribe link is not valid.")
     if request.method == "POST":
-        actions.do_unsubscribe_email(store_id, email)
+        actions.do_unsubscribe_email(store.pk, email)
         body = format_html("<p>{} will not receive these emails any more.</p>", email)
         return HttpResponse(UNSUBSCRIBE_PAGE.format(body=body))
     body = format_html(
