@@ -4,9 +4,21 @@ Adapters only: verify, translate, call one action. Unknown or old message ids st
 answer 200 so providers stop retrying.
 """
 
+from collections.abc import Callable
+
 import structlog
+from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
+from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+)
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -16,6 +28,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from interventions import actions as engine
 from notifications import actions
+from notifications.esp_webhooks import webhook_is_authenticated
 from notifications.transports.sms import SUPPRESSING_ERROR_CODES
 
 logger = structlog.get_logger(__name__)
@@ -92,6 +105,29 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         )
     # queued / sending / sent: nothing the intervention does not already know.
     return HttpResponse(status=200)
+
+
+# Only tracking: we neither receive mail nor use the other ESPs anymail supports.
+ESP_TRACKING_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+    "postmark": PostmarkTrackingWebhookView.as_view(),
+    "sendgrid": SendGridTrackingWebhookView.as_view(),
+    "amazon_ses": AmazonSESTrackingWebhookView.as_view(),
+    "mailgun": MailgunTrackingWebhookView.as_view(),
+}
+
+
+@csrf_exempt
+@require_POST
+def anymail_tracking(request: HttpRequest, esp: str) -> HttpResponse:
+    """The configured ESP's tracking webhook, and no other: an ESP we do not send through
+    has no business reporting bounces, and its scheme may be the one left unconfigured."""
+    if esp != settings.EMAIL_ESP or esp not in ESP_TRACKING_VIEWS:
+        raise Http404
+    if not webhook_is_authenticated(esp):
+        WEBHOOK_REJECTIONS.labels("anymail", "no_secret_configured").inc()
+        logger.warning("anymail_webhook_refused_unconfigured", esp=esp)
+        return HttpResponseForbidden("This webhook has no credential configured.")
+    return ESP_TRACKING_VIEWS[esp](request)
 
 
 UNSUBSCRIBE_PAGE = """<!doctype html><html><head><meta charset="utf-8">

@@ -310,7 +310,7 @@ def test_email_webhooks_change_nothing_while_no_secret_is_configured(shop, http,
     )
 
     intervention.refresh_from_db()
-    assert response.status_code == 200
+    assert response.status_code == 403
     assert intervention.status == Status.SENT
     assert not Suppression.objects.exists()
 
