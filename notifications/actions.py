@@ -14,7 +14,7 @@ from django.db import transaction
 from prometheus_client import Counter
 
 from notifications.links import read_unsubscribe_token
-from notifications.models import Device, Suppression
+from notifications.models import Device, Suppression, WebhookReceipt
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
 
@@ -105,6 +105,14 @@ def do_handle_sms_keyword(phone: str, body: str, help_text: str) -> str:
     if keyword in HELP_WORDS:
         return help_text
     return ""
+
+
+def do_claim_webhook_receipt(source: str, key: str) -> bool:
+    """True the first time ``(source, key)`` is seen, False for a replay. Call it in the
+    transaction that applies the callback: if that fails, the claim rolls back with it.
+    Two copies racing wait on the unique index; the second then finds the first's row."""
+    _, created = WebhookReceipt.objects.get_or_create(source=source, key=key[:128])
+    return created
 
 
 class InvalidUnsubscribeLink(Exception):

@@ -12,6 +12,7 @@ from anymail.webhooks.mailgun import MailgunTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.conf import settings
+from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -60,11 +61,15 @@ def _forbidden(webhook: str) -> HttpResponse:
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if not twilio_signature_is_valid(request):
         return _forbidden("twilio_inbound")
-    reply = actions.do_handle_sms_keyword(
-        phone=request.POST.get("From", ""),
-        body=request.POST.get("Body", ""),
-        help_text=settings.SMS_HELP_TEXT,
-    )
+    with transaction.atomic():
+        if not _first_delivery("twilio_inbound", request.POST.get("MessageSid", "")):
+            # A replayed STOP after the shopper's START would opt them out again.
+            return HttpResponse(str(MessagingResponse()), content_type="application/xml")
+        reply = actions.do_handle_sms_keyword(
+            phone=request.POST.get("From", ""),
+            body=request.POST.get("Body", ""),
+            help_text=settings.SMS_HELP_TEXT,
+        )
     twiml = MessagingResponse()
     if reply:
         twiml.message(reply)
@@ -81,8 +86,33 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     # Twilio's codes are numeric; anything else is kept as seen, never a 500.
     code: int | str = int(raw_code) if raw_code.isdigit() else raw_code
     sid = request.POST.get("MessageSid", "")
-    metadata = {"status": status, "error_code": code} if code else {"status": status}
+    metadata: dict[str, object] = {"status": status}
+    if code:
+        metadata["error_code"] = code
     intervention_id = request.GET.get("intervention", "")
+    with transaction.atomic():
+        # Keyed on the status too: delivered after undelivered is news, not a replay.
+        if status in ("delivered", "undelivered", "failed") and _first_delivery(
+            "twilio_status", f"{sid}:{status}" if sid else ""
+        ):
+            _record_sms_status(sid, status, code, metadata, intervention_id)
+    # queued / sending / sent: nothing the intervention does not already know.
+    return HttpResponse(status=200)
+
+
+def _first_delivery(webhook: str, key: str) -> bool:
+    """Twilio signs no timestamp, so a captured request can be replayed at will; each
+    key is applied once (``notifications.models.WebhookReceipt``). No key, no memory."""
+    if not key or actions.do_claim_webhook_receipt(webhook, key):
+        return True
+    WEBHOOK_REJECTIONS.labels(webhook, "replay").inc()
+    logger.info("webhook_replay_ignored", webhook=webhook, key=key)
+    return False
+
+
+def _record_sms_status(
+    sid: str, status: str, code: int | str, metadata: dict[str, object], intervention_id: str
+) -> None:
     if status == "delivered":
         engine.do_record_provider_event(
             channel="sms",
@@ -103,8 +133,6 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
             failure_reason=f"sms_{status}" + (f"_{code}" if code else ""),
             suppress_reason=SUPPRESSING_ERROR_CODES.get(code, "") if isinstance(code, int) else "",
         )
-    # queued / sending / sent: nothing the intervention does not already know.
-    return HttpResponse(status=200)
 
 
 # Only tracking: we neither receive mail nor use the other ESPs anymail supports.
