@@ -145,7 +145,7 @@ ESP_TRACKING_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {
 
 
 @csrf_exempt
-@require_POST
+@require_http_methods(["POST", "HEAD"])  # some ESPs probe the URL with HEAD when it is set up
 def anymail_tracking(request: HttpRequest, esp: str) -> HttpResponse:
     """The configured ESP's tracking webhook, and no other: an ESP we do not send through
     has no business reporting bounces, and its scheme may be the one left unconfigured."""

@@ -211,3 +211,8 @@ def test_check_is_quiet_when_the_configured_esps_webhook_has_its_credential(sett
     settings.ANYMAIL = anymail
 
     assert not [p for p in check_provider_credentials() if isinstance(p, Warning)]
+
+
+def test_the_configured_esps_webhook_answers_the_setup_probe(shop):
+    assert Client().head("/webhooks/anymail/postmark/tracking/").status_code == 200
+    assert Client().head("/webhooks/anymail/sendgrid/tracking/").status_code == 404
