@@ -34,7 +34,11 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/events", EventView.as_view(), name="events"),
     # Provider webhooks and the one-click unsubscribe (docs/notifications.md).
-    path("webhooks/anymail/", include("anymail.urls")),
+    path(
+        "webhooks/anymail/<str:esp>/tracking/",
+        notification_views.anymail_tracking,
+        name="anymail-tracking",
+    ),
     path("webhooks/twilio/inbound/", notification_views.twilio_inbound, name="twilio-inbound"),
     path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),

@@ -4,14 +4,17 @@ The pipeline refuses a channel in ``Shopper.opted_out_channels`` and any address
 ``Suppression`` for that store and channel; these functions are the only writers.
 """
 
+import uuid
 from collections.abc import Collection
 from typing import Any
 
 import structlog
+from django.core import signing
 from django.db import transaction
 from prometheus_client import Counter
 
-from notifications.models import Device, Suppression
+from notifications.links import read_unsubscribe_token
+from notifications.models import Device, Suppression, WebhookReceipt
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
 
@@ -102,6 +105,31 @@ def do_handle_sms_keyword(phone: str, body: str, help_text: str) -> str:
     if keyword in HELP_WORDS:
         return help_text
     return ""
+
+
+def do_claim_webhook_receipt(source: str, key: str) -> bool:
+    """True the first time ``(source, key)`` is seen, False for a replay. Call it in the
+    transaction that applies the callback: if that fails, the claim rolls back with it.
+    Two copies racing wait on the unique index; the second then finds the first's row."""
+    _, created = WebhookReceipt.objects.get_or_create(source=source, key=key[:128])
+    return created
+
+
+class InvalidUnsubscribeLink(Exception):
+    """A tampered token, or one naming a store that no longer exists."""
+
+
+def access_unsubscribe_link(token: str) -> tuple[Store, str]:
+    """The store and address an unsubscribe link names. A deleted store's old emails
+    still carry signed links: those must be the bad-link 404, not a foreign-key 500."""
+    try:
+        store_id, email = read_unsubscribe_token(token)
+        store = Store.objects.filter(pk=uuid.UUID(store_id)).first()
+    except (signing.BadSignature, ValueError) as invalid:
+        raise InvalidUnsubscribeLink from invalid
+    if store is None:
+        raise InvalidUnsubscribeLink
+    return store, email
 
 
 def do_unsubscribe_email(store_id: Any, email: str) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from notifications.esp_webhooks import webhook_credential
 from notifications.transports.base import TRANSPORT_ALIASES
 
 ESP_CREDENTIALS = {
@@ -14,6 +15,19 @@ ESP_CREDENTIALS = {
     "mailgun": ("MAILGUN_API_KEY", "MAILGUN_SENDER_DOMAIN"),
     "postmark": ("POSTMARK_SERVER_TOKEN",),
     "amazon_ses": (),  # boto3 finds credentials in AWS_* variables or the instance role
+}
+
+# ANYMAIL setting → (environment variable, how to fill it in)
+WEBHOOK_CREDENTIAL_VARIABLES = {
+    "WEBHOOK_SECRET": (
+        "ANYMAIL_WEBHOOK_SECRET",
+        "Set it to 'user:random-password' and put it in the ESP's webhook URL "
+        "(https://user:password@host/webhooks/anymail/<esp>/tracking/).",
+    ),
+    "MAILGUN_WEBHOOK_SIGNING_KEY": (
+        "MAILGUN_WEBHOOK_SIGNING_KEY",
+        "Set it to the HTTP webhook signing key shown in Mailgun's dashboard.",
+    ),
 }
 
 
@@ -42,12 +56,14 @@ def check_provider_credentials(app_configs: Any = None, **kwargs: Any) -> list[C
                         id="notifications.E002",
                     )
                 )
-        if not settings.ANYMAIL.get("WEBHOOK_SECRET") and settings.EMAIL_ESP != "mailgun":
+        credential = webhook_credential(settings.EMAIL_ESP)
+        if credential and not settings.ANYMAIL.get(credential):
+            variable, hint = WEBHOOK_CREDENTIAL_VARIABLES[credential]
             problems.append(
                 Warning(
-                    "ANYMAIL_WEBHOOK_SECRET is empty: email tracking webhooks are ignored "
-                    "(unauthenticated, anyone could post fake bounces).",
-                    hint="Set it to 'user:random-password' and put it in the ESP's webhook URL.",
+                    f"{variable} is empty: the {settings.EMAIL_ESP} tracking webhook refuses "
+                    "every request (unauthenticated, anyone could post fake bounces).",
+                    hint=hint,
                     id="notifications.W001",
                 )
             )

@@ -1,18 +1,19 @@
 """Anymail's normalized tracking events (any ESP) → tracking events and opt-outs.
 
-Anymail verifies each ESP's webhook (basic auth with ``ANYMAIL_WEBHOOK_SECRET``, or
-the ESP's signature) before it sends the ``tracking`` signal; this receiver is the
-adapter from that signal to ``notifications.actions``.
+Only the configured ESP's endpoint is routed (``notifications.views.anymail_tracking``),
+and only with its own credential set (``notifications.esp_webhooks``); anymail then
+verifies it before it sends the ``tracking`` signal. This receiver is the adapter from
+that signal to ``notifications.actions``.
 """
 
 from typing import Any
 
 import structlog
 from anymail.signals import AnymailTrackingEvent
-from django.conf import settings
 
 from interventions import actions as engine
 from notifications import actions
+from notifications.esp_webhooks import ESP_OF_ANYMAIL_NAME, webhook_is_authenticated
 from notifications.views import WEBHOOK_REJECTIONS
 
 logger = structlog.get_logger(__name__)
@@ -33,15 +34,10 @@ EVENT_EFFECTS: dict[str, tuple[str, str, str]] = {
 SUPPRESSING_REJECT_REASONS = frozenset({"bounced", "invalid", "unsubscribed", "spam"})
 
 
-def webhook_is_authenticated() -> bool:
-    """Anymail accepts webhooks without credentials when none are configured (it only
-    warns); a forged bounce would then fail interventions and suppress real addresses."""
-    configured = settings.ANYMAIL
-    return bool(configured.get("WEBHOOK_SECRET") or configured.get("MAILGUN_WEBHOOK_SIGNING_KEY"))
-
-
 def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
-    if not webhook_is_authenticated():
+    # notifications.views.anymail_tracking already refuses these; checked again here so
+    # that anymail's own URLs, if ever included again, cannot feed forged events in.
+    if not webhook_is_authenticated(ESP_OF_ANYMAIL_NAME.get(esp_name, "")):
         WEBHOOK_REJECTIONS.labels("anymail", "no_secret_configured").inc()
         logger.warning("anymail_webhook_ignored_unauthenticated", esp=esp_name)
         return

@@ -47,3 +47,28 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.address} ({self.reason})"
+
+
+class WebhookReceipt(models.Model):
+    """A provider callback already applied, so that a replay of it is not applied again.
+
+    A table rather than a Redis ``SET NX`` with a TTL: Twilio's signature covers the URL
+    and the parameters but no timestamp, so a captured request stays valid for ever and
+    a 24 h key would only move the replay to the next day (a STOP replayed after the
+    shopper's START would opt them out again). The row is inserted in the transaction
+    that applies the callback, so a crash half-way lets Twilio's own retry through, and
+    unlike a Redis key it survives eviction and a flush.
+    """
+
+    source = models.CharField(max_length=32)
+    key = models.CharField(max_length=128)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "key"], name="unique_webhook_receipt")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.key}"

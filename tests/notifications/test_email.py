@@ -1,6 +1,7 @@
 """Email through the real anymail Postmark backend, Postmark stubbed at its HTTP edge."""
 
 import json
+import uuid
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -120,6 +121,18 @@ def test_tampered_unsubscribe_token_is_404(shop):
     response = Client().post(path[:-3] + "xyz")
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_unsubscribe_link_of_an_unknown_store_is_the_bad_link_404(shop, method):
+    path = urlparse(unsubscribe_url(uuid.uuid4(), "sam@example.test")).path
+    tampered = urlparse(unsubscribe_url(shop.store.pk, "sam@example.test")).path[:-3] + "xyz"
+
+    response = getattr(Client(), method)(path)
+
+    assert response.status_code == 404
+    assert response.content == getattr(Client(), method)(tampered).content
+    assert not Suppression.objects.exists()
 
 
 def test_anymail_webhook_without_the_secret_is_refused(shop):
@@ -297,7 +310,7 @@ def test_email_webhooks_change_nothing_while_no_secret_is_configured(shop, http,
     )
 
     intervention.refresh_from_db()
-    assert response.status_code == 200
+    assert response.status_code == 403
     assert intervention.status == Status.SENT
     assert not Suppression.objects.exists()
 

@@ -297,3 +297,70 @@ def test_undelivered_to_a_dead_number_fails_and_suppresses_it(shop, http):
     assert intervention.status == Status.FAILED
     assert "sms_undelivered_30005" in intervention.status_reason
     assert Suppression.objects.filter(store=shop.store, channel="sms", address=PHONE).exists()
+
+
+def test_a_replayed_stop_does_not_undo_a_later_start(shop):
+    shopper = do_upsert_shopper(shop.store, "sam", {"phone": PHONE})
+    stop = {"MessageSid": "SM" + "1" * 32, "From": PHONE, "Body": "STOP"}
+    twilio_post("/webhooks/twilio/inbound/", stop)
+    twilio_post(
+        "/webhooks/twilio/inbound/", {"MessageSid": "SM" + "2" * 32, "From": PHONE, "Body": "START"}
+    )
+
+    replay = twilio_post("/webhooks/twilio/inbound/", stop)
+
+    shopper.refresh_from_db()
+    assert replay.status_code == 200
+    assert shopper.opted_out_channels == []
+    assert not Suppression.objects.filter(address=PHONE).exists()
+
+
+def test_a_replayed_help_is_not_answered_twice(shop, settings):
+    settings.SMS_HELP_TEXT = "Acme reminders. Reply STOP to stop."
+    help_request = {"MessageSid": "SM" + "3" * 32, "From": PHONE, "Body": "HELP"}
+    first = twilio_post("/webhooks/twilio/inbound/", help_request)
+
+    replay = twilio_post("/webhooks/twilio/inbound/", help_request)
+
+    assert b"<Message>" in first.content
+    assert replay.status_code == 200
+    assert b"<Message>" not in replay.content
+
+
+def sent_sms(shop, http):
+    twilio_answers(http)
+    shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
+    shop.store.fallback_chain = ["sms"]
+    shop.store.save()
+    response = shop.client.post(
+        "/api/v1/interventions",
+        {
+            "user_id": "sam",
+            "channel": "sms",
+            "personalization": {"body": "hi"},
+            "user": {"phone": PHONE, "timezone": "UTC"},
+        },
+        format="json",
+    )
+    intervention = Intervention.objects.get(pk=response.json()["id"])
+    intervention.refresh_from_db()
+    assert intervention.status == Status.SENT
+    return intervention
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [("undelivered", "failed"), ("delivered", "delivered")]
+)
+def test_a_replayed_status_callback_adds_no_second_tracking_row(shop, http, status, kind):
+    intervention = sent_sms(shop, http)
+    callback = {
+        "MessageSid": intervention.provider_message_id,
+        "MessageStatus": status,
+        "ErrorCode": "30003" if status == "undelivered" else "",
+    }
+    twilio_post("/webhooks/twilio/status/", callback)
+
+    replay = twilio_post("/webhooks/twilio/status/", callback)
+
+    assert replay.status_code == 200
+    assert TrackingEvent.objects.filter(intervention=intervention, kind=kind).count() == 1
