@@ -14,7 +14,7 @@ webhooks, the admin and other apps (docs/architecture.md).
 - ``receipts``: providers' delivery reports;
 - ``storefront``: WebSocket acks, tracking frames and resends on reconnect;
 - ``periodic``: the due-time release and the sweeper;
-- ``privacy``: erasing a shopper, exporting their data.
+- ``privacy``: erasing a shopper, exporting their data, pruning rows past retention.
 """
 
 from interventions.actions.deciding import Outcome
@@ -41,7 +41,7 @@ from interventions.actions.lifecycle import (
     do_update_unsent,
 )
 from interventions.actions.periodic import do_release_due, do_sweep_stuck
-from interventions.actions.privacy import do_erase_shopper, shopper_export
+from interventions.actions.privacy import do_erase_shopper, do_prune_expired, shopper_export
 from interventions.actions.receipts import do_record_provider_event
 from interventions.actions.storefront import (
     AckRequest,
@@ -75,6 +75,7 @@ __all__ = [
     "do_give_up",
     "do_mark_delivered",
     "do_mark_delivered_many",
+    "do_prune_expired",
     "do_record_provider_event",
     "do_record_shopper_tracking",
     "do_release_due",

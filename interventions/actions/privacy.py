@@ -1,4 +1,4 @@
-"""Data protection: erase a shopper, export what is held about them.
+"""Data protection: erase a shopper, export what is held about them, prune old rows.
 
 The erasure spans every app that holds a shopper's data, so it lives with the engine,
 above them all (docs/operations.md#data-protection says what is erased, what is kept
@@ -8,9 +8,11 @@ and why).
 import hashlib
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -37,6 +39,17 @@ ERASED = "[erased]"
 # What an event's sender says about the shopper (the ``user`` profile and any loose copy
 # of its fields); dropped from stored payloads whatever they hold.
 PROFILE_KEYS = frozenset({"user", "email", "phone", "first_name", "last_name", "name"})
+# Finished: nothing will happen to them any more (sending and the unsent are in flight).
+FINISHED_STATUSES = frozenset(
+    {
+        Status.SENT,
+        Status.UNCONFIRMED,
+        Status.DELIVERED,
+        Status.SUPPRESSED,
+        Status.CANCELLED,
+        Status.FAILED,
+    }
+)
 BULK_SIZE = 500
 
 
@@ -360,3 +373,46 @@ def _intervention(intervention: Intervention) -> dict[str, Any]:
             for a in intervention.attempts_log.all()
         ],
     }
+
+
+def _retention_kinds() -> list[tuple[str, models.QuerySet[Any], str]]:
+    """(setting key, rows, age field): ordered by insertion, which the primary key (or,
+    for interventions, an indexed created_at) follows, so each batch is an index scan."""
+    return [
+        ("cart_events", CartEvent.objects.order_by("id"), "received_at"),
+        ("delivery_attempts", DeliveryAttempt.objects.order_by("id"), "started_at"),
+        ("intervention_history", InterventionEvent.objects.order_by("id"), "at"),
+        ("tracking_events", TrackingEvent.objects.order_by("id"), "recorded_at"),
+        (
+            "finished_interventions",
+            Intervention.objects.filter(status__in=FINISHED_STATUSES).order_by("created_at"),
+            "created_at",
+        ),
+    ]
+
+
+def do_prune_expired(now: datetime | None = None) -> dict[str, int]:
+    """Delete rows older than their retention (settings.RETENTION_DAYS; 0 keeps forever),
+    oldest first, in batches of RETENTION_BATCH_SIZE, each its own short transaction, at
+    most RETENTION_MAX_ROWS_PER_RUN per kind: the next run carries on."""
+    now = now or timezone.now()
+    batch_size = int(settings.RETENTION_BATCH_SIZE)
+    limit = int(settings.RETENTION_MAX_ROWS_PER_RUN)
+    pruned: dict[str, int] = {}
+    for kind, rows, age_field in _retention_kinds():
+        days = int(settings.RETENTION_DAYS.get(kind) or 0)
+        if days <= 0:
+            continue
+        expired = rows.filter(**{f"{age_field}__lt": now - timedelta(days=days)})
+        deleted = 0
+        while deleted < limit:
+            ids = list(expired.values_list("pk", flat=True)[: min(batch_size, limit - deleted)])
+            if not ids:
+                break
+            # An intervention takes its history, attempts and tracking with it.
+            rows.model.objects.filter(pk__in=ids).delete()
+            deleted += len(ids)
+        pruned[kind] = deleted
+    if any(pruned.values()):
+        logger.info("retention_pruned", **pruned)
+    return pruned
