@@ -196,6 +196,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("SWEEPER_INTERVAL_SECONDS", default=60.0),
         "options": {"queue": "scheduled", "expires": 120},
     },
+    "prune-expired-rows": {
+        "task": "interventions.tasks.prune_expired_rows",
+        "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
+        "options": {"queue": "scheduled", "expires": 600},
+    },
 }
 # A broker that is down must not hold an API request for long: the row is already
 # committed and the sweeper re-dispatches it.
@@ -351,6 +356,19 @@ SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS = env.float(
 )
 ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
+
+# --- Retention (docs/operations.md#data-protection) ------------------------
+# Days each kind of row is kept; 0 keeps it forever. Pruned hourly by beat, oldest first.
+RETENTION_DAYS = {
+    "cart_events": env.int("RETENTION_CART_EVENTS_DAYS", default=90),
+    "delivery_attempts": env.int("RETENTION_DELIVERY_ATTEMPTS_DAYS", default=30),
+    "intervention_history": env.int("RETENTION_INTERVENTION_HISTORY_DAYS", default=180),
+    "tracking_events": env.int("RETENTION_TRACKING_EVENTS_DAYS", default=400),
+    "finished_interventions": env.int("RETENTION_FINISHED_INTERVENTIONS_DAYS", default=400),
+}
+# Rows deleted per statement (one short transaction each), and per kind per run.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+RETENTION_MAX_ROWS_PER_RUN = env.int("RETENTION_MAX_ROWS_PER_RUN", default=50_000)
 
 # --- Delivery -------------------------------------------------------------
 # Transport per channel: "log" (development default: log and record, send nothing)

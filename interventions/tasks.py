@@ -62,3 +62,8 @@ def release_due_interventions() -> int:
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
 def sweep_stuck_interventions() -> dict[str, Any]:
     return actions.do_sweep_stuck()
+
+
+@shared_task(acks_late=True, time_limit=600, soft_time_limit=540)
+def prune_expired_rows() -> dict[str, int]:
+    return actions.do_prune_expired()

@@ -113,3 +113,27 @@ async def read_after(room: str, after: str) -> list[LoggedFrame]:
         if len(entries) < REPLAY_BATCH:
             return frames
         start = f"({entries[-1][0].decode()}"
+
+
+def erase_frames(store_id: str, user_id: str, intervention_ids: set[str]) -> int:
+    """Forget a shopper's frames: drop their room's stream, and their interventions'
+    entries from the store's stream (which carries the same payloads). Returns how many
+    store-stream entries went; the window bounds the scan."""
+    client = sync_redis()
+    client.delete(stream_key(user_room(store_id, user_id)))
+    key = stream_key(store_room(store_id))
+    erased = 0
+    start = "-"
+    while intervention_ids:
+        entries: Any = client.xrange(key, min=start, max="+", count=REPLAY_BATCH)
+        doomed = [
+            raw_id
+            for raw_id, fields in entries
+            if fields.get(b"intervention_id", b"").decode() in intervention_ids
+        ]
+        if doomed:
+            erased += int(client.xdel(key, *doomed))
+        if len(entries) < REPLAY_BATCH:
+            break
+        start = f"({entries[-1][0].decode()}"
+    return erased

@@ -104,6 +104,9 @@ class Shopper(models.Model):
         default=list, blank=True, help_text="Preferred channels, most preferred first."
     )
     opted_out_channels = models.JSONField(default=list, blank=True)
+    # Set by an erasure (interventions.actions.privacy): the row stays, emptied of personal
+    # data, so the interventions that point at it keep the store's counts right.
+    erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -117,6 +120,26 @@ class Shopper(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+
+class ErasureRecord(models.Model):
+    """Proof that a shopper was erased, holding nothing personal about them.
+
+    ``shopper_hash`` is the SHA-256 of ``<store id>:<user id>``: a store asked whether a
+    user was erased can compute it and look, while the record alone names no one.
+    """
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="erasures")
+    shopper_hash = models.CharField(max_length=64, db_index=True)
+    erased_at = models.DateTimeField()
+    erased_by = models.CharField(max_length=200, help_text="The API key or admin user that asked.")
+    counts = models.JSONField(default=dict, blank=True, help_text="Rows erased, per kind.")
+
+    class Meta:
+        ordering = ["-erased_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"erasure {self.shopper_hash[:12]}… at {self.erased_at:%Y-%m-%d %H:%M}"
 
 
 class StoreRole(models.TextChoices):

@@ -13,7 +13,8 @@ webhooks, the admin and other apps (docs/architecture.md).
 - ``lifecycle``: cancel, edit, retry, delivered, failed after send;
 - ``receipts``: providers' delivery reports;
 - ``storefront``: WebSocket acks, tracking frames and resends on reconnect;
-- ``periodic``: the due-time release and the sweeper.
+- ``periodic``: the due-time release and the sweeper;
+- ``privacy``: erasing a shopper, exporting their data, pruning rows past retention.
 """
 
 from interventions.actions.deciding import Outcome
@@ -40,6 +41,7 @@ from interventions.actions.lifecycle import (
     do_update_unsent,
 )
 from interventions.actions.periodic import do_release_due, do_sweep_stuck
+from interventions.actions.privacy import do_erase_shopper, do_prune_expired, shopper_export
 from interventions.actions.receipts import do_record_provider_event
 from interventions.actions.storefront import (
     AckRequest,
@@ -68,10 +70,12 @@ __all__ = [
     "do_convert_cart",
     "do_deliver",
     "do_deliver_many",
+    "do_erase_shopper",
     "do_fail_after_send",
     "do_give_up",
     "do_mark_delivered",
     "do_mark_delivered_many",
+    "do_prune_expired",
     "do_record_provider_event",
     "do_record_shopper_tracking",
     "do_release_due",
@@ -80,4 +84,5 @@ __all__ = [
     "do_update_unsent",
     "pending_for_shopper",
     "retry_delay",
+    "shopper_export",
 ]

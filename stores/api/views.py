@@ -1,6 +1,12 @@
+from typing import Any
+
 from django.db.models import QuerySet
 from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from interventions.actions import do_erase_shopper, shopper_export
 from notifications.actions import do_set_opted_out_channels
 from stores.api.scoping import StoreScopedMixin
 from stores.api.serializers import ShopperSerializer, StoreSerializer
@@ -25,10 +31,12 @@ class StoreViewSet(
 
 
 class ShopperViewSet(StoreScopedMixin, viewsets.ModelViewSet):
-    """Shoppers: contact details, channel preferences and opt-outs."""
+    """Shoppers: contact details, channel preferences and opt-outs; DELETE erases one
+    (docs/operations.md#data-protection) and /export returns all that is held about them."""
 
     serializer_class = ShopperSerializer
-    queryset = Shopper.objects.all()
+    # An erased shopper's row stays for the store's counts, but is nobody: a 404.
+    queryset = Shopper.objects.filter(erased_at=None)
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     # Opt-outs change only through notifications' actions (counted and logged like a
@@ -44,3 +52,11 @@ class ShopperViewSet(StoreScopedMixin, viewsets.ModelViewSet):
         shopper = serializer.save()
         if opted_out is not None:
             do_set_opted_out_channels(shopper, opted_out, reason="api")
+
+    def perform_destroy(self, instance: Shopper) -> None:
+        api_key = self.request.auth
+        do_erase_shopper(instance, erased_by=f"api_key:{api_key.prefix} ({api_key.name})")
+
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: Any = None) -> Response:
+        return Response(shopper_export(self.get_object()))
