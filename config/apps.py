@@ -9,4 +9,4 @@ class EngineConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the module registers its checks with Django.
-        from config import checks  # noqa: F401
+        from config import checks  # noqa: F401, PLC0415
