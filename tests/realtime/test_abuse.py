@@ -1,0 +1,81 @@
+"""A client cannot spoil other clients' acks, hog a store's connections, act on frames it
+only watches, or flood the engine with resumes and tracking frames
+(docs/websocket-protocol.md#limits-on-what-a-client-may-do)."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from interventions.actions import AckRequest
+from interventions.models import Status
+from realtime.acks import ack_batcher
+from tests.realtime.conftest import (
+    open_room,
+    publish,
+    random_user,
+    room_url,
+    sent_intervention,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+db = database_sync_to_async
+POISON = "1712-0\x00"
+
+
+async def next_of_type(client, frame_type: str, timeout: float = 2.0) -> dict:
+    while True:
+        frame = await client.receive_json_from(timeout=timeout)
+        if frame["type"] == frame_type:
+            return frame
+
+
+async def test_poison_ack_is_a_bad_frame_and_another_stores_ack_still_lands(
+    storefront, other_shop, channel_layer
+):
+    honest_shopper, attacker = random_user(), random_user()
+    honest, _ = await open_room(room_url(storefront.store.pk, "user", honest_shopper))
+    poisoner, _ = await open_room(room_url(other_shop.store.pk, "user", attacker), origin=None)
+    intervention = await db(sent_intervention)(storefront.store, honest_shopper)
+    await db(publish)(intervention)
+    frame = await next_of_type(honest, "intervention")
+
+    await poisoner.send_json_to({"type": "ack", "payload": {"messageId": POISON}, "messageId": "p"})
+    await honest.send_json_to({"type": "ack", "payload": {"messageId": frame["messageId"]}})
+    refusal = await next_of_type(poisoner, "error")
+    await asyncio.sleep(0.4)
+
+    assert (refusal["payload"]["code"], refusal["payload"]["messageId"]) == ("invalid_field", "p")
+    await db(intervention.refresh_from_db)()
+    assert intervention.status == Status.DELIVERED
+    for client in (honest, poisoner):
+        await client.disconnect()
+
+
+async def test_ack_the_database_refuses_fails_alone_in_its_batch(storefront, other_shop):
+    shopper = random_user()
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    message_id = await db(publish)(intervention)
+    unknown: list[AckRequest] = []
+
+    async def on_unknown(ack: AckRequest) -> None:
+        unknown.append(ack)
+
+    batcher = ack_batcher()
+    # Both acks go into one batch window, as they would from two connections of a process.
+    batcher.submit(
+        AckRequest(str(other_shop.store.pk), "attacker", "", POISON, timezone.now()), on_unknown
+    )
+    batcher.submit(
+        AckRequest(
+            str(storefront.store.pk), shopper, str(intervention.pk), message_id, timezone.now()
+        ),
+        on_unknown,
+    )
+    await asyncio.sleep(0.5)
+
+    await db(intervention.refresh_from_db)()
+    assert intervention.status == Status.DELIVERED
+    assert unknown == []
