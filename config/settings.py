@@ -366,6 +366,8 @@ WS_IDLE_TIMEOUT_SECONDS = env.float("WS_IDLE_TIMEOUT_SECONDS", default=75.0)
 WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4096)
 # Seconds of a room's frames kept in its Redis Stream for `resume` after a reconnect.
 WS_REPLAY_WINDOW = env.int("WS_REPLAY_WINDOW", default=3600)
+# Live connections one shopper (one user token's room) may hold, within the store's limit.
+WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=5)
 WS_TOKEN_DEFAULT_TTL_SECONDS = env.int("WS_TOKEN_DEFAULT_TTL_SECONDS", default=900)
 WS_TOKEN_MAX_TTL_SECONDS = env.int("WS_TOKEN_MAX_TTL_SECONDS", default=86400)
 # Freeze start-up objects out of the GC and collect less often (docs/benchmarks.md).

@@ -121,7 +121,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.sent: OrderedDict[str, str] = OrderedDict()
         self.last_heard = time.monotonic()
         self.keep_alive: asyncio.Task[None] | None = None
-
         if resume_after and not STREAM_ID.match(resume_after):
             return await self.refuse(CLOSE_BAD_REQUEST, "bad_last_message_id")
         try:
@@ -149,8 +148,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except redis.RedisError as exc:
             logger.warning("websocket_registry_unreachable", error=str(exc))
             return await self.refuse(CLOSE_TRY_AGAIN_LATER, "registry_unreachable")
-        if not admitted:
+        if admitted == registry.STORE_LIMIT:
             return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "connection_limit")
+        if admitted == registry.USER_LIMIT:
+            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "user_connection_limit")
         self.registered = True
         self.room = (
             replay.user_room(self.store_id, self.user_id)

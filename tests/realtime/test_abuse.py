@@ -11,10 +11,12 @@ from django.utils import timezone
 from interventions.actions import AckRequest
 from interventions.models import Status
 from realtime.acks import ack_batcher
+from stores.models import Store
 from tests.realtime.conftest import (
     open_room,
     publish,
     random_user,
+    refusal_code,
     room_url,
     sent_intervention,
 )
@@ -79,3 +81,22 @@ async def test_ack_the_database_refuses_fails_alone_in_its_batch(storefront, oth
     await db(intervention.refresh_from_db)()
     assert intervention.status == Status.DELIVERED
     assert unknown == []
+
+
+async def test_one_shopper_cannot_take_the_stores_whole_connection_limit(
+    storefront, channel_layer, settings
+):
+    settings.WS_MAX_CONNECTIONS_PER_USER = 2
+    await db(Store.objects.filter(pk=storefront.store.pk).update)(max_websocket_connections=4)
+    hog = random_user()
+    tabs = [await open_room(room_url(storefront.store.pk, "user", hog)) for _ in range(2)]
+
+    hogs_third = await refusal_code(room_url(storefront.store.pk, "user", hog))
+    someone_else, _ = await open_room(room_url(storefront.store.pk, "user", random_user()))
+    dashboard, _ = await open_room(room_url(storefront.store.pk))
+
+    assert hogs_third == 4429
+    await tabs[0][0].disconnect()
+    reopened, _ = await open_room(room_url(storefront.store.pk, "user", hog))
+    for client in (tabs[1][0], someone_else, dashboard, reopened):
+        await client.disconnect()
