@@ -283,7 +283,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
             BAD_FRAMES.labels(problem.code).inc()
             await self.send(text_data=error_text(problem.code, problem.message, problem.about))
             return
-        if frame.type == "heartbeat":
+        if frame.type in ("ack", "tracking") and self.room_kind != "user":
+            # A store token watches every shopper's frames (a dashboard); were it allowed
+            # to ack or track, anyone holding one could mark any intervention delivered or
+            # clicked. Only the shopper's own page speaks for what the shopper saw.
+            BAD_FRAMES.labels("read_only").inc()
+            await self.send(
+                text_data=error_text(
+                    "read_only",
+                    f"A {self.room_kind} connection is read-only: only a user connection "
+                    f"may send {frame.type} frames.",
+                    frame.message_id,
+                )
+            )
+        elif frame.type == "heartbeat":
             await self.send(text_data=frame_text("heartbeat", {"reply_to": frame.message_id}))
         elif frame.type == "ack":
             await self.acknowledge(frame)

@@ -20,6 +20,7 @@ from tests.realtime.conftest import (
     room_url,
     sent_intervention,
 )
+from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,3 +101,37 @@ async def test_one_shopper_cannot_take_the_stores_whole_connection_limit(
     reopened, _ = await open_room(room_url(storefront.store.pk, "user", hog))
     for client in (tabs[1][0], someone_else, dashboard, reopened):
         await client.disconnect()
+
+
+async def test_store_connection_can_watch_but_not_ack_or_track(storefront, channel_layer):
+    shopper = random_user()
+    dashboard, _ = await open_room(room_url(storefront.store.pk))
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    message_id = await db(publish)(intervention)
+    watched = await next_of_type(dashboard, "intervention")
+
+    await dashboard.send_json_to(
+        {"type": "ack", "payload": {"messageId": message_id}, "messageId": "a"}
+    )
+    ack_refused = await next_of_type(dashboard, "error")
+    await dashboard.send_json_to(
+        {
+            "type": "tracking",
+            "payload": {"intervention_id": str(intervention.pk), "event": "clicked"},
+            "messageId": "t",
+        }
+    )
+    tracking_refused = await next_of_type(dashboard, "error")
+    await asyncio.sleep(0.3)
+
+    assert watched["messageId"] == message_id
+    assert [
+        (e["payload"]["code"], e["payload"]["messageId"]) for e in (ack_refused, tracking_refused)
+    ] == [
+        ("read_only", "a"),
+        ("read_only", "t"),
+    ]
+    await db(intervention.refresh_from_db)()
+    assert intervention.status == Status.SENT
+    assert await db(TrackingEvent.objects.filter(intervention=intervention).count)() == 0
+    await dashboard.disconnect()
