@@ -103,6 +103,26 @@ class StoreRules:
         cls._cache.clear()
 
 
+class FrameBudget:
+    """A token bucket: ``per_second`` frames on average, ``burst`` at once. Per connection,
+    in memory: it bounds what one socket costs this process (replays, database writes)."""
+
+    def __init__(self, per_second: float, burst: int):
+        self.per_second = per_second
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class RoomConsumer(AsyncWebsocketConsumer):
     room_kind: ClassVar[str]
 
@@ -121,6 +141,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.sent: OrderedDict[str, str] = OrderedDict()
         self.last_heard = time.monotonic()
         self.keep_alive: asyncio.Task[None] | None = None
+        self.budgets = {
+            "resume": FrameBudget(settings.WS_RESUMES_PER_SECOND, 1),
+            "tracking": FrameBudget(settings.WS_TRACKING_PER_SECOND, settings.WS_TRACKING_BURST),
+        }
+
         if resume_after and not STREAM_ID.match(resume_after):
             return await self.refuse(CLOSE_BAD_REQUEST, "bad_last_message_id")
         try:
@@ -232,6 +257,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def replay_after(self, after: str) -> None:
         for logged in await replay.read_after(self.room, after):
+            if logged.message_id in self.sent:
+                continue  # a resume answers only what this connection has not sent yet
             await self.send_frame(logged.message_id, logged.intervention_id, logged.text, "replay")
 
     async def send_pending(self) -> None:
@@ -293,6 +320,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     "read_only",
                     f"A {self.room_kind} connection is read-only: only a user connection "
                     f"may send {frame.type} frames.",
+                    frame.message_id,
+                )
+            )
+        elif frame.type in self.budgets and not self.budgets[frame.type].spend():
+            BAD_FRAMES.labels("rate_limited").inc()
+            await self.send(
+                text_data=error_text(
+                    "rate_limited",
+                    f"Too many {frame.type} frames on this connection; this one was ignored.",
                     frame.message_id,
                 )
             )

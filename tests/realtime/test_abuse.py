@@ -135,3 +135,72 @@ async def test_store_connection_can_watch_but_not_ack_or_track(storefront, chann
     assert intervention.status == Status.SENT
     assert await db(TrackingEvent.objects.filter(intervention=intervention).count)() == 0
     await dashboard.disconnect()
+
+
+async def test_repeated_resumes_send_each_missed_frame_once(storefront, channel_layer, settings):
+    settings.WS_RESUMES_PER_SECOND = 1_000_000.0
+    shopper = random_user()
+    missed = [
+        await db(publish)(await db(sent_intervention)(storefront.store, shopper)) for _ in range(2)
+    ]
+    client, _ = await open_room(room_url(storefront.store.pk))
+
+    for n in range(5):
+        await client.send_json_to(
+            {"type": "resume", "payload": {"after": "0-0"}, "messageId": f"r{n}"}
+        )
+    replayed = [(await next_of_type(client, "intervention"))["messageId"] for _ in missed]
+
+    assert replayed == missed
+    assert await client.receive_nothing(timeout=0.5)
+    await client.disconnect()
+
+
+async def test_resumes_beyond_the_rate_limit_are_refused(storefront, channel_layer, settings):
+    settings.WS_RESUMES_PER_SECOND = 1 / 60
+    shopper = random_user()
+    missed = await db(publish)(await db(sent_intervention)(storefront.store, shopper))
+    client, _ = await open_room(room_url(storefront.store.pk))
+
+    await client.send_json_to({"type": "resume", "payload": {"after": "0-0"}, "messageId": "r1"})
+    await client.send_json_to({"type": "resume", "payload": {"after": "0-0"}, "messageId": "r2"})
+    replayed = await next_of_type(client, "intervention")
+    refused = await next_of_type(client, "error")
+
+    assert replayed["messageId"] == missed
+    assert (refused["payload"]["code"], refused["payload"]["messageId"]) == ("rate_limited", "r2")
+    await client.disconnect()
+
+
+def tracking(intervention_id: str, event: str, message_id: str = "") -> dict:
+    return {
+        "type": "tracking",
+        "payload": {"intervention_id": intervention_id, "event": event},
+        "messageId": message_id,
+    }
+
+
+def recorded_kinds(intervention) -> list[str]:
+    return list(
+        TrackingEvent.objects.filter(intervention=intervention).values_list("kind", flat=True)
+    )
+
+
+async def test_tracking_frames_beyond_the_rate_limit_are_refused(
+    storefront, channel_layer, settings
+):
+    settings.WS_TRACKING_PER_SECOND = 1 / 60
+    settings.WS_TRACKING_BURST = 2
+    shopper = random_user()
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    client, _ = await open_room(room_url(storefront.store.pk, "user", shopper))
+    await next_of_type(client, "intervention")
+
+    for n, event in enumerate(("displayed", "clicked", "dismissed")):
+        await client.send_json_to(tracking(str(intervention.pk), event, f"t{n}"))
+    refused = await next_of_type(client, "error")
+    await asyncio.sleep(0.3)
+
+    assert (refused["payload"]["code"], refused["payload"]["messageId"]) == ("rate_limited", "t2")
+    assert await db(recorded_kinds)(intervention) == ["displayed", "clicked"]
+    await client.disconnect()
