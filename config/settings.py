@@ -373,6 +373,9 @@ WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=5)
 WS_RESUMES_PER_SECOND = env.float("WS_RESUMES_PER_SECOND", default=1.0)
 WS_TRACKING_PER_SECOND = env.float("WS_TRACKING_PER_SECOND", default=5.0)
 WS_TRACKING_BURST = env.int("WS_TRACKING_BURST", default=20)
+# The same tracking event of one intervention from a websocket within this many seconds
+# is recorded once.
+WS_TRACKING_DEDUP_SECONDS = env.int("WS_TRACKING_DEDUP_SECONDS", default=30)
 WS_TOKEN_DEFAULT_TTL_SECONDS = env.int("WS_TOKEN_DEFAULT_TTL_SECONDS", default=900)
 WS_TOKEN_MAX_TTL_SECONDS = env.int("WS_TOKEN_MAX_TTL_SECONDS", default=86400)
 # Freeze start-up objects out of the GC and collect less often (docs/benchmarks.md).

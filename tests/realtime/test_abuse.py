@@ -186,6 +186,21 @@ def recorded_kinds(intervention) -> list[str]:
     )
 
 
+async def test_repeated_tracking_event_counts_once(storefront, channel_layer):
+    shopper = random_user()
+    intervention = await db(sent_intervention)(storefront.store, shopper)
+    client, _ = await open_room(room_url(storefront.store.pk, "user", shopper))
+    await next_of_type(client, "intervention")
+
+    await client.send_json_to(tracking(str(intervention.pk), "displayed"))
+    for _ in range(10):
+        await client.send_json_to(tracking(str(intervention.pk), "clicked"))
+    await asyncio.sleep(0.5)
+
+    assert sorted(await db(recorded_kinds)(intervention)) == ["clicked", "displayed"]
+    await client.disconnect()
+
+
 async def test_tracking_frames_beyond_the_rate_limit_are_refused(
     storefront, channel_layer, settings
 ):
