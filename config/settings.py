@@ -390,6 +390,16 @@ WS_IDLE_TIMEOUT_SECONDS = env.float("WS_IDLE_TIMEOUT_SECONDS", default=75.0)
 WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4096)
 # Seconds of a room's frames kept in its Redis Stream for `resume` after a reconnect.
 WS_REPLAY_WINDOW = env.int("WS_REPLAY_WINDOW", default=3600)
+# Live connections one shopper (one user token's room) may hold, within the store's limit.
+WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=5)
+# Per connection: `resume` frames, and `tracking` frames (average per second, burst).
+# Frames beyond them get an `error` frame (`rate_limited`) and do nothing.
+WS_RESUMES_PER_SECOND = env.float("WS_RESUMES_PER_SECOND", default=1.0)
+WS_TRACKING_PER_SECOND = env.float("WS_TRACKING_PER_SECOND", default=5.0)
+WS_TRACKING_BURST = env.int("WS_TRACKING_BURST", default=20)
+# The same tracking event of one intervention from a websocket within this many seconds
+# is recorded once.
+WS_TRACKING_DEDUP_SECONDS = env.int("WS_TRACKING_DEDUP_SECONDS", default=30)
 WS_TOKEN_DEFAULT_TTL_SECONDS = env.int("WS_TOKEN_DEFAULT_TTL_SECONDS", default=900)
 WS_TOKEN_MAX_TTL_SECONDS = env.int("WS_TOKEN_MAX_TTL_SECONDS", default=86400)
 # Freeze start-up objects out of the GC and collect less often (docs/benchmarks.md).

@@ -35,6 +35,10 @@ ACK_BATCH_SIZE = Histogram(
 ACK_BATCH_FAILURES = Counter(
     "engine_websocket_ack_batch_failures_total", "Ack batches that failed (database errors)."
 )
+ACK_FAILURES = Counter(
+    "engine_websocket_ack_failures_total",
+    "Acks that failed on their own after their batch failed and was retried ack by ack.",
+)
 
 OnUnknown = Callable[[AckRequest], Awaitable[None]]
 
@@ -73,16 +77,38 @@ class AckBatcher:
 
     async def _write(self, batch: list[PendingAck]) -> None:
         ACK_BATCH_SIZE.observe(len(batch))
+        acknowledge = database_sync_to_async(do_acknowledge_many, thread_sensitive=False)
         try:
-            outcomes = await database_sync_to_async(do_acknowledge_many, thread_sensitive=False)(
-                [ack.request for ack in batch]
-            )
+            outcomes = await acknowledge([ack.request for ack in batch])
         except Exception as exc:
-            # The row stays "sent"; the shopper's next connection resends it and the
-            # client acks again. Nothing is lost, at worst delivered later.
+            # The batch is shared by every connection of this process: one ack the
+            # database refuses must not drop the others, so they are retried one by one
+            # and only the bad one fails. A failed ack's row stays "sent"; the shopper's
+            # next connection resends it and the client acks again.
             ACK_BATCH_FAILURES.inc()
             logger.error("websocket_ack_batch_failed", size=len(batch), error=str(exc))
+            if len(batch) == 1:
+                self._failed(batch[0], exc)
+                return
+            for ack in batch:
+                try:
+                    await self._resolve([ack], await acknowledge([ack.request]))
+                except Exception as single_exc:
+                    self._failed(ack, single_exc)
             return
+        await self._resolve(batch, outcomes)
+
+    def _failed(self, ack: PendingAck, exc: Exception) -> None:
+        ACK_FAILURES.inc()
+        logger.error(
+            "websocket_ack_failed",
+            store_id=ack.request.store_id,
+            intervention_id=ack.request.intervention_id,
+            message_id=ack.request.message_id[:80],
+            error=str(exc),
+        )
+
+    async def _resolve(self, batch: list[PendingAck], outcomes: list[str]) -> None:
         loop = asyncio.get_running_loop()
         for ack, outcome in zip(batch, outcomes, strict=True):
             ACKS.labels(outcome).inc()

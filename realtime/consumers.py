@@ -103,6 +103,26 @@ class StoreRules:
         cls._cache.clear()
 
 
+class FrameBudget:
+    """A token bucket: ``per_second`` frames on average, ``burst`` at once. Per connection,
+    in memory: it bounds what one socket costs this process (replays, database writes)."""
+
+    def __init__(self, per_second: float, burst: int):
+        self.per_second = per_second
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class RoomConsumer(AsyncWebsocketConsumer):
     room_kind: ClassVar[str]
 
@@ -121,6 +141,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.sent: OrderedDict[str, str] = OrderedDict()
         self.last_heard = time.monotonic()
         self.keep_alive: asyncio.Task[None] | None = None
+        self.budgets = {
+            "resume": FrameBudget(settings.WS_RESUMES_PER_SECOND, 1),
+            "tracking": FrameBudget(settings.WS_TRACKING_PER_SECOND, settings.WS_TRACKING_BURST),
+        }
 
         if resume_after and not STREAM_ID.match(resume_after):
             return await self.refuse(CLOSE_BAD_REQUEST, "bad_last_message_id")
@@ -149,8 +173,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except redis.RedisError as exc:
             logger.warning("websocket_registry_unreachable", error=str(exc))
             return await self.refuse(CLOSE_TRY_AGAIN_LATER, "registry_unreachable")
-        if not admitted:
+        if admitted == registry.STORE_LIMIT:
             return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "connection_limit")
+        if admitted == registry.USER_LIMIT:
+            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "user_connection_limit")
         self.registered = True
         self.room = (
             replay.user_room(self.store_id, self.user_id)
@@ -231,6 +257,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def replay_after(self, after: str) -> None:
         for logged in await replay.read_after(self.room, after):
+            if logged.message_id in self.sent:
+                continue  # a resume answers only what this connection has not sent yet
             await self.send_frame(logged.message_id, logged.intervention_id, logged.text, "replay")
 
     async def send_pending(self) -> None:
@@ -282,7 +310,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
             BAD_FRAMES.labels(problem.code).inc()
             await self.send(text_data=error_text(problem.code, problem.message, problem.about))
             return
-        if frame.type == "heartbeat":
+        if frame.type in ("ack", "tracking") and self.room_kind != "user":
+            # A store token watches every shopper's frames (a dashboard); were it allowed
+            # to ack or track, anyone holding one could mark any intervention delivered or
+            # clicked. Only the shopper's own page speaks for what the shopper saw.
+            BAD_FRAMES.labels("read_only").inc()
+            await self.send(
+                text_data=error_text(
+                    "read_only",
+                    f"A {self.room_kind} connection is read-only: only a user connection "
+                    f"may send {frame.type} frames.",
+                    frame.message_id,
+                )
+            )
+        elif frame.type in self.budgets and not self.budgets[frame.type].spend():
+            BAD_FRAMES.labels("rate_limited").inc()
+            await self.send(
+                text_data=error_text(
+                    "rate_limited",
+                    f"Too many {frame.type} frames on this connection; this one was ignored.",
+                    frame.message_id,
+                )
+            )
+        elif frame.type == "heartbeat":
             await self.send(text_data=frame_text("heartbeat", {"reply_to": frame.message_id}))
         elif frame.type == "ack":
             await self.acknowledge(frame)

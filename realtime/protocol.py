@@ -25,7 +25,11 @@ CLOSE_TRY_AGAIN_LATER = 4503
 
 TRACKING_EVENTS = ("displayed", "clicked", "dismissed")
 CLIENT_TYPES = ("ack", "tracking", "heartbeat", "resume")
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# \Z, not $: $ also matches before a trailing newline.
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}\Z")
+# Frames resent from Postgres for an intervention that never reached a replay stream carry
+# the intervention's id as their messageId, so an ack may name either.
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
 
 
 def now_iso() -> str:
@@ -111,9 +115,16 @@ def parse_client_frame(text: str | None, raw_bytes: bytes | None, max_bytes: int
         raise BadFrame("invalid_frame", "payload must be a JSON object.", message_id)
     try:
         if frame_type == "ack":
-            _require_str(payload, "messageId", "ack")
+            # Checked here, not in the database: a NUL byte in an id made psycopg refuse
+            # the whole shared ack batch, so one client could drop every store's acks.
+            acked = _require_str(payload, "messageId", "ack")
+            if not (STREAM_ID.match(acked) or UUID.match(acked)):
+                raise BadFrame(
+                    "invalid_field", "ack: payload.messageId must be a messageId like '1712-0'."
+                )
         elif frame_type == "tracking":
-            _require_str(payload, "intervention_id", "tracking")
+            if not UUID.match(_require_str(payload, "intervention_id", "tracking")):
+                raise BadFrame("invalid_field", "tracking: payload.intervention_id must be a UUID.")
             event = _require_str(payload, "event", "tracking")
             if event not in TRACKING_EVENTS:
                 raise BadFrame(

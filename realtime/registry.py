@@ -36,7 +36,8 @@ REGISTRY_ERRORS = Counter(
     ["operation"],
 )
 
-# Atomic so that a connect storm cannot overshoot the limit between count and add.
+# Atomic so that a connect storm cannot overshoot a limit between count and add.
+# Returns 1 (admitted), 0 (the store is at its limit) or -1 (the shopper is at theirs).
 _REGISTER = """
 local cutoff = tonumber(ARGV[1])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -44,18 +45,28 @@ if #stale > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
   redis.call('HDEL', KEYS[2], unpack(stale))
 end
+if KEYS[3] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then
+    return -1
+  end
+end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
 if KEYS[3] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
   redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
 return 1
 """
+
+ADMITTED = "admitted"
+STORE_LIMIT = "store_limit"
+USER_LIMIT = "user_limit"
+_OUTCOMES = {1: ADMITTED, 0: STORE_LIMIT, -1: USER_LIMIT}
 
 
 def user_digest(user_id: str) -> str:
@@ -76,8 +87,10 @@ def _keys(store_id: str, user_id: str) -> tuple[str, str, str]:
     )
 
 
-async def register(store_id: str, scope: str, user_id: str, channel_name: str, limit: int) -> bool:
-    """Record the connection; False when the store is at its connection limit."""
+async def register(store_id: str, scope: str, user_id: str, channel_name: str, limit: int) -> str:
+    """Record the connection: ``ADMITTED``, or ``STORE_LIMIT`` when the store is at
+    ``limit``, or ``USER_LIMIT`` when the shopper is at ``WS_MAX_CONNECTIONS_PER_USER``
+    (so one shopper's tabs, or one leaked user token, cannot take the store's whole limit)."""
     now = time.time()
     conns, info, user = _keys(store_id, user_id)
     details = json.dumps(
@@ -96,8 +109,9 @@ async def register(store_id: str, scope: str, user_id: str, channel_name: str, l
         channel_name,
         details,
         int(stale_after_seconds()) + 1,
+        int(settings.WS_MAX_CONNECTIONS_PER_USER),
     )
-    return bool(admitted)
+    return _OUTCOMES[int(admitted)]
 
 
 TOUCH_BATCH_SECONDS = 1.0

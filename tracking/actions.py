@@ -1,10 +1,11 @@
 """Recording what shoppers and providers report about an intervention."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import structlog
+from django.db import transaction
 from django.utils import timezone
 
 from interventions.models import Intervention
@@ -37,6 +38,29 @@ def do_record_tracking_event(
         source=source,
     )
     return event
+
+
+def do_record_tracking_event_once(
+    intervention: Intervention,
+    kind: str,
+    source: str,
+    within: timedelta,
+    metadata: dict[str, Any] | None = None,
+) -> TrackingEvent | None:
+    """Record the event unless the same one (intervention, kind, source) was recorded in
+    the last ``within``; None when it was. For reports a client can repeat at will."""
+    with transaction.atomic():
+        # The intervention's row lock serialises two reports racing on two connections,
+        # so both cannot see "none yet" and both insert.
+        Intervention.objects.select_for_update().filter(pk=intervention.pk).first()
+        if TrackingEvent.objects.filter(
+            intervention=intervention,
+            kind=kind,
+            source=source,
+            occurred_at__gte=timezone.now() - within,
+        ).exists():
+            return None
+        return do_record_tracking_event(intervention, kind, source, metadata=metadata)
 
 
 def do_record_tracking_events(events: list[tuple[Intervention, str, str, datetime]]) -> None:

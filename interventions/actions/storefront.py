@@ -8,9 +8,10 @@ user connection, another shopper's) intervention does nothing.
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
@@ -19,7 +20,7 @@ from interventions.actions.delivery import message_for
 from interventions.actions.lifecycle import do_mark_delivered_many
 from interventions.models import Intervention, Status
 from realtime.frames import intervention_payload
-from tracking.actions import do_record_tracking_event
+from tracking.actions import do_record_tracking_event_once
 
 
 def _valid_uuid(value: str) -> bool:
@@ -117,13 +118,19 @@ def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:  # noqa: C901 - on
 def do_record_shopper_tracking(
     store_id: str, user_id: str, intervention_id: str, event: str, message_id: str = ""
 ) -> bool:
+    """Record a tracking frame; False when the room may not act on that intervention.
+
+    The same event of the same intervention within ``WS_TRACKING_DEDUP_SECONDS`` counts
+    once: a client repeating "clicked" 2,000 times must not inflate the store's figures.
+    """
     intervention = access_room_intervention(store_id, user_id, intervention_id)
     if intervention is None:
         return False
-    do_record_tracking_event(
+    do_record_tracking_event_once(
         intervention,
         kind=event,
         source="websocket",
+        within=timedelta(seconds=settings.WS_TRACKING_DEDUP_SECONDS),
         metadata={"messageId": message_id} if message_id else None,
     )
     return True

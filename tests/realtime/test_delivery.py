@@ -149,7 +149,7 @@ async def test_ack_from_another_store_does_nothing(storefront, other_shop, chann
     shopper = random_user()
     intervention = await db(sent_intervention)(storefront.store, shopper)
     message_id = await db(publish)(intervention)
-    rival, _ = await open_room(room_url(other_shop.store.pk), origin=None)
+    rival, _ = await open_room(room_url(other_shop.store.pk, "user", shopper), origin=None)
 
     await rival.send_json_to({"type": "ack", "payload": {"messageId": message_id}})
     error = await next_of_type(rival, "error")
