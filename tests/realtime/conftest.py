@@ -7,6 +7,7 @@ import pytest
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.utils import timezone
 
 from config.routing import websocket_urlpatterns
@@ -38,6 +39,23 @@ def realtime_state(settings):
     get_transport.cache_clear()
     sync_redis.cache_clear()
     StoreRules.forget()
+
+
+@pytest.fixture(autouse=True)
+def reset_the_pool_after_async_tests(request):
+    """Each async test runs on an event loop of its own, and its executor threads end with
+    it; a pool connection one of them still holds then never goes back to the psycopg pool
+    (about one slot per test, until the 20th test waits 10 s and fails). Reset the pool
+    after each transactional test; the suite itself then never runs out."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    for each in connections.all():
+        each.close()
+        close_pool = getattr(each, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
 
 
 @pytest.fixture
