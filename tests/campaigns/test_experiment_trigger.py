@@ -1,5 +1,7 @@
 """Cart events in a campaign with variants: sticky arms, exposures, holdout, overrides."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from campaigns.experiments.assignment import Arm, assign
@@ -136,6 +138,12 @@ def test_campaign_without_variants_records_no_exposure(shop):
 
 def test_a_paused_campaign_does_not_fire(shop):
     running_campaign(shop, status=CampaignStatus.PAUSED)
+
+    assert abandon(shop, "sam")["interventions"] == []
+
+
+def test_a_campaign_past_its_end_does_not_fire(shop):
+    running_campaign(shop, ends_at=datetime(2001, 1, 1, tzinfo=UTC))
 
     assert abandon(shop, "sam")["interventions"] == []
 
