@@ -178,3 +178,27 @@ def test_variant_template_is_used(shop):
 
     intervention = Intervention.objects.get()
     assert intervention.template_key == "ten-off"
+
+
+def test_a_checkout_after_exposure_counts_for_the_shoppers_arm(shop):
+    campaign = running_campaign(shop)
+    arm = expected_arm(campaign, "sam")
+    abandon(shop, "sam")
+    abandon(shop, "alex")
+
+    shop.client.post(
+        "/api/v1/events",
+        {
+            "type": "checkout_completed",
+            "cart_id": "cart-sam",
+            "user_id": "sam",
+            "cart": {"value": "80.00"},
+        },
+        format="json",
+    )
+    document = shop.client.get(f"/api/v1/campaigns/{campaign.pk}/results").json()
+
+    converted = {v["key"]: (v["conversions"], v["revenue"]) for v in document["variants"]}
+    assert converted[arm] == (1, "80.00")
+    assert sum(v["exposures"] for v in document["variants"]) == 2
+    assert sum(v["conversions"] for v in document["variants"]) == 1
