@@ -1,22 +1,59 @@
+"""/api/v1/campaigns: parse, authorize through the store, call one campaign action."""
+
 from typing import Any
 
-from rest_framework import mixins, serializers, viewsets
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from campaigns.models import Campaign
-from config.api import StrictModelSerializer
-from interventions.actions import check_template
+from campaigns import actions
+from campaigns.models import Campaign, CampaignChannel
+from config.api import DateTimeField, StrictModelSerializer, StrictSerializer
 from stores.api.scoping import StoreScopedMixin
+from stores.models import StoreApiKey
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The campaign is not in a state that allows this."
+
+
+class VariantSerializer(StrictSerializer):
+    key = serializers.CharField(max_length=64)
+    weight = serializers.FloatField(help_text="Percent of the treated shoppers; all sum to 100.")
+    template_key = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    channel = serializers.ChoiceField(choices=CampaignChannel.choices, required=False)
+    discount_percent = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False, allow_null=True
+    )
+    delay_minutes = serializers.IntegerField(min_value=0, required=False)
 
 
 class CampaignSerializer(StrictModelSerializer):
     segments = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    variants = VariantSerializer(many=True, required=False)
+    is_active = serializers.BooleanField(
+        required=False, help_text="Running. Setting it launches, resumes or pauses the campaign."
+    )
+    starts_at = DateTimeField(required=False, allow_null=True)
+    ends_at = DateTimeField(required=False, allow_null=True)
 
     class Meta:
         model = Campaign
         fields = [
             "id",
             "name",
+            "status",
             "is_active",
+            "starts_at",
+            "ends_at",
+            "launched_at",
+            "completed_at",
             "trigger",
             "delay_minutes",
             "channel",
@@ -28,45 +65,143 @@ class CampaignSerializer(StrictModelSerializer):
             "min_probability",
             "max_probability",
             "discount_percent",
+            "variants",
+            "holdout_percent",
+            "attribution_window_hours",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "status",
+            "launched_at",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        ]
         extra_kwargs = {
             "min_probability": {"min_value": 0.0, "max_value": 1.0},
             "max_probability": {"min_value": 0.0, "max_value": 1.0},
+            "holdout_percent": {"min_value": 0.0, "max_value": 50.0},
+            "attribution_window_hours": {"min_value": 1},
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "template_key" in attrs:
-            check_template(self.context["view"].store, attrs["template_key"], field="template_key")
-
-        def current(name: str) -> Any:
-            return attrs.get(name, getattr(self.instance, name, None))
-
-        for low, high in (
-            ("min_cart_value", "max_cart_value"),
-            ("min_probability", "max_probability"),
-        ):
-            if (
-                current(low) is not None
-                and current(high) is not None
-                and current(low) > current(high)
-            ):
-                raise serializers.ValidationError({low: [f"Must not exceed {high}."]})
+        current = {
+            name: getattr(self.instance, name)
+            for name in self.Meta.fields
+            if self.instance is not None and name not in self.Meta.read_only_fields
+        }
+        variants = actions.check_campaign(self.context["view"].store, {**current, **attrs})
+        if "variants" in attrs:
+            attrs["variants"] = variants
         return attrs
+
+
+def actor_of(request: Request) -> str:
+    api_key = request.auth
+    return f"api key: {api_key.name}" if isinstance(api_key, StoreApiKey) else "api"
 
 
 class CampaignViewSet(
     StoreScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Campaign rules that turn cart events into interventions."""
+    """Campaign rules that turn cart events into interventions, and their experiments."""
 
     serializer_class = CampaignSerializer
     queryset = Campaign.objects.all()
-    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @extend_schema(responses={201: CampaignSerializer}, summary="Create a draft")
+    def create(self, request: Request) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        active = values.pop("is_active", None)
+        campaign = actions.do_create_campaign(
+            Campaign(store=self.store, **values), actor_of(request)
+        )
+        if active:
+            campaign = actions.do_set_active(campaign, True, actor_of(request))
+        return Response(self.get_serializer(campaign).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT})
+    def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
+        campaign = self.get_object()
+        serializer = self.get_serializer(campaign, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        active = values.pop("is_active", None)
+        try:
+            campaign = actions.do_update_campaign(campaign, values, actor_of(request))
+            if active is not None:
+                campaign = actions.do_set_active(campaign, active, actor_of(request))
+        except actions.CampaignConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(self.get_serializer(campaign).data)
+
+    @extend_schema(responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self.update(request, pk, partial=True)
+
+    @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT}, summary="Delete a draft")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        try:
+            actions.do_delete_campaign(self.get_object())
+        except actions.CampaignConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def command(self, request: Request, command: str) -> Response:
+        try:
+            campaign = actions.do_transition_campaign(self.get_object(), command, actor_of(request))
+        except actions.CampaignConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(self.get_serializer(campaign).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT},
+        summary="Start it (scheduled when starts_at is ahead)",
+    )
+    @action(detail=True, methods=["post"])
+    def launch(self, request: Request, pk: str | None = None) -> Response:
+        return self.command(request, "launch")
+
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self.command(request, "pause")
+
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self.command(request, "resume")
+
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT},
+        summary="Stop it and freeze its results",
+    )
+    @action(detail=True, methods=["post"])
+    def complete(self, request: Request, pk: str | None = None) -> Response:
+        return self.command(request, "complete")
+
+    @extend_schema(request=None, responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str | None = None) -> Response:
+        return self.command(request, "archive")
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        summary="Experiment results per arm (docs/campaigns.md)",
+    )
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, pk: str | None = None) -> Response:
+        try:
+            document = actions.campaign_results(self.get_object(), timezone.now())
+        except actions.NoExperiment as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(document)

@@ -1,8 +1,16 @@
-"""Campaigns: rules that turn cart events into interventions."""
+"""Campaigns: rules that turn cart events into interventions, their lifecycle and experiments.
+
+See docs/campaigns.md. ``Campaign.status`` changes only through
+``campaigns.actions.do_transition_campaign`` (one audit row per change); exposures are
+written only by ``record_exposure`` below.
+"""
+
+from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
-from stores.models import Store
+from stores.models import Shopper, Store
 
 
 class Trigger(models.TextChoices):
@@ -21,10 +29,51 @@ class CampaignChannel(models.TextChoices):
     ALL = "all"  # the shopper's preferred channel, falling back along the store's chain
 
 
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ARCHIVED = "archived"
+
+
+#   draft ──▶ scheduled ──▶ running ◀──▶ paused
+#     │                       ▲  │          │
+#     └───────────────────────┘  └──▶ completed ◀┘ ──▶ archived
+ALLOWED_CAMPAIGN_TRANSITIONS: dict[str, frozenset[str]] = {
+    CampaignStatus.DRAFT: frozenset(
+        {CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.ARCHIVED}
+    ),
+    CampaignStatus.SCHEDULED: frozenset(
+        {CampaignStatus.RUNNING, CampaignStatus.DRAFT, CampaignStatus.ARCHIVED}
+    ),
+    CampaignStatus.RUNNING: frozenset({CampaignStatus.PAUSED, CampaignStatus.COMPLETED}),
+    CampaignStatus.PAUSED: frozenset({CampaignStatus.RUNNING, CampaignStatus.COMPLETED}),
+    CampaignStatus.COMPLETED: frozenset({CampaignStatus.ARCHIVED}),
+    CampaignStatus.ARCHIVED: frozenset(),
+}
+# Conditions, content and allocation may be changed freely only while nobody can be
+# exposed to the campaign; a scheduled one is about to go live, so it is frozen too.
+EDITABLE_STATUSES = frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED})
+
+DEFAULT_ATTRIBUTION_WINDOW_HOURS = 72
+
+
 class Campaign(models.Model):
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="campaigns")
     name = models.CharField(max_length=200)
-    is_active = models.BooleanField(default=True)
+    # A row created in code without a status is live, as every campaign was before the
+    # lifecycle existed; the API and the admin create drafts.
+    status = models.CharField(
+        max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.RUNNING
+    )
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    launched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it first ran: the experiment's start."
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
     delay_minutes = models.PositiveIntegerField(default=0)
     channel = models.CharField(max_length=16, choices=CampaignChannel.choices)
@@ -37,6 +86,18 @@ class Campaign(models.Model):
     min_probability = models.FloatField(null=True, blank=True)
     max_probability = models.FloatField(null=True, blank=True)
     discount_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    # Experiment: [{"key", "weight", and optional "template_key", "channel",
+    # "discount_percent", "delay_minutes" overriding the campaign's}]; empty: no experiment.
+    variants = models.JSONField(default=list, blank=True)
+    holdout_percent = models.FloatField(
+        default=0.0, help_text="Share of shoppers who get no intervention, to measure its effect."
+    )
+    attribution_window_hours = models.PositiveIntegerField(
+        default=DEFAULT_ATTRIBUTION_WINDOW_HOURS,
+        help_text="A checkout this long after exposure counts as a conversion for the arm.",
+    )
+    # Frozen on completion: later conversions no longer move a finished test.
+    results = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -45,3 +106,63 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_active(self) -> bool:
+        """Whether events may fire it (what ``is_active`` meant before the lifecycle)."""
+        return self.status == CampaignStatus.RUNNING
+
+    @property
+    def has_experiment(self) -> bool:
+        return bool(self.variants)
+
+    def variant(self, key: str) -> dict[str, Any] | None:
+        return next((v for v in self.variants if v.get("key") == key), None)
+
+
+class CampaignChange(models.Model):
+    """One audit row per change to a campaign: who, when, and each field before and after."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="changes")
+    actor = models.CharField(max_length=200, help_text="A user's name or 'api key: <name>'.")
+    action = models.CharField(max_length=32)  # created | updated | launch | pause | ...
+    changes = models.JSONField(default=dict, blank=True)  # {field: [before, after]}
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["campaign", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor}"
+
+
+class Exposure(models.Model):
+    """A shopper's first assignment in a campaign's experiment; it wins over any new hash."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="exposures")
+    shopper = models.ForeignKey(
+        Shopper, on_delete=models.CASCADE, related_name="campaign_exposures"
+    )
+    arm = models.CharField(max_length=64)  # a variant key or "holdout"
+    exposed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["campaign", "exposed_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "shopper"], name="one_exposure_per_shopper")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shopper_id} → {self.arm}"
+
+
+def record_exposure(campaign: Campaign, shopper: Shopper, arm: str) -> Exposure:
+    """The shopper's exposure, recorded now with ``arm`` unless one exists: the first wins.
+
+    INSERT ... ON CONFLICT DO NOTHING, so two simultaneous events cannot record two arms.
+    """
+    Exposure.objects.bulk_create(
+        [Exposure(campaign=campaign, shopper=shopper, arm=arm, exposed_at=timezone.now())],
+        ignore_conflicts=True,
+    )
+    return Exposure.objects.get(campaign=campaign, shopper=shopper)

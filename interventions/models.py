@@ -164,6 +164,8 @@ class Intervention(models.Model):
         blank=True,
         related_name="interventions",
     )
+    # The campaign experiment's arm this shopper got ("holdout" included); blank otherwise.
+    variant = models.CharField(max_length=64, blank=True)
     origin = models.CharField(
         max_length=16,
         choices=[

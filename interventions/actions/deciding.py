@@ -3,7 +3,7 @@
 import time as monotonic_time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -44,6 +44,9 @@ def build_decided(
     origin: str,
     now: datetime,
     campaign: Campaign | None = None,
+    variant: str = "",
+    discount: dict[str, Any] | None = None,
+    suppressed_by: str = "",
     personalization: dict[str, Any] | None = None,
     idempotency_key: str = "",
     fingerprint: str = "",
@@ -55,9 +58,20 @@ def build_decided(
     """
     started = monotonic_time.perf_counter()
     decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
+    if suppressed_by:
+        # The caller's own reason not to intervene (an experiment's holdout): stored like any
+        # other suppression, so it is counted and explained the same way.
+        decision = replace(
+            decision,
+            intervene=False,
+            status=Status.SUPPRESSED,
+            channel=None,
+            fallback_channels=(),
+            reasons=(*decision.reasons, f"suppressed: {suppressed_by}"),
+        )
     reasons = [*extra_reasons, *decision.reasons]
     personalization = personalization or {}
-    discount = discount_for(cart, campaign)
+    discount = discount if discount is not None else discount_for(cart, campaign)
     status = decision.status
     version: Any = None
     content: dict[str, Any] = {}
@@ -85,6 +99,7 @@ def build_decided(
         shopper=shopper,
         cart=cart,
         campaign=campaign,
+        variant=variant,
         origin=origin,
         requested_channel=request.channel,
         channel=decision.channel or (request.channel if request.channel != "auto" else ""),

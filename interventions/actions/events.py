@@ -12,7 +12,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign
+from campaigns.experiments.assignment import HOLDOUT, Arm, assign
+from campaigns.models import Campaign, CampaignStatus, record_exposure
 from interventions import decisions, metrics
 from interventions.actions.deciding import Outcome, create_decided
 from interventions.actions.facts import campaign_rule, cart_facts, shopper_facts
@@ -128,7 +129,12 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
         result.reasons.append(f"{event['type']} updates the cart; it triggers nothing")
         return result
 
-    campaigns = {c.pk: c for c in Campaign.objects.filter(store=store, is_active=True)}
+    campaigns = {
+        c.pk: c
+        for c in Campaign.objects.filter(store=store, status=CampaignStatus.RUNNING).exclude(
+            ends_at__lte=timezone.now()
+        )
+    }
     facts = shopper_facts(shopper)
     rule, reasons = decisions.choose_campaign(
         [campaign_rule(c) for c in campaigns.values()], triggers, cart_facts(cart), facts
@@ -138,11 +144,19 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
         logger.info("event_without_campaign", store_id=str(store.pk), reasons=reasons)
         return result
     campaign = campaigns[rule.id]
+    arm = experiment_arm(campaign, shopper)
+    variant = campaign.variant(arm) or {}
+    channel = variant.get("channel") or rule.channel
     request = decisions.Request(
-        channel="auto" if rule.channel == "all" else rule.channel,
+        channel="auto" if channel == "all" else channel,
         explicit=False,
-        template_key=rule.template_key,
-        delay_minutes=rule.delay_minutes,
+        template_key=variant.get("template_key") or rule.template_key,
+        delay_minutes=variant.get("delay_minutes", rule.delay_minutes),
+    )
+    discount = (
+        {"percent": str(variant["discount_percent"]), "source": "campaign"}
+        if variant.get("discount_percent") is not None
+        else None
     )
     intervention = create_decided(
         store=store,
@@ -151,10 +165,27 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
         request=request,
         origin="campaign",
         campaign=campaign,
-        extra_reasons=reasons,
+        variant=arm,
+        discount=discount,
+        suppressed_by="holdout" if arm == HOLDOUT else "",
+        extra_reasons=[*reasons, *([f"campaign '{campaign.name}' variant: {arm}"] if arm else [])],
     )
     result.outcomes.append(Outcome(intervention, True, list(intervention.decision["reasons"])))
     return result
+
+
+def experiment_arm(campaign: Campaign, shopper: Shopper) -> str:
+    """The shopper's arm in the campaign's experiment ("" when it has none): the recorded
+    exposure if there is one, else the hash's pick, recorded now (docs/campaigns.md)."""
+    if not campaign.has_experiment:
+        return ""
+    picked = assign(
+        str(campaign.pk),
+        shopper.external_id,
+        [Arm(v["key"], float(v["weight"])) for v in campaign.variants],
+        campaign.holdout_percent,
+    )
+    return record_exposure(campaign, shopper, picked).arm
 
 
 def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:

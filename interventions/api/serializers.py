@@ -86,6 +86,10 @@ class DecisionOutcomeSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="intervention.pk")
     status = serializers.CharField(source="intervention.status")
     channel = serializers.CharField(source="intervention.channel")
+    campaign = serializers.IntegerField(source="intervention.campaign_id", allow_null=True)
+    variant = serializers.CharField(
+        source="intervention.variant", help_text="The experiment arm, or 'holdout'; blank if none."
+    )
     reasons = serializers.ListField(child=serializers.CharField())
 
 
@@ -155,6 +159,7 @@ class InterventionSerializer(serializers.ModelSerializer):
             "user_id",
             "cart_id",
             "campaign",
+            "variant",
             "template_key",
             "template_version",
             "reasons",

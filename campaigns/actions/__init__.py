@@ -1,0 +1,33 @@
+"""Campaign operations for the API and the admin: lifecycle, edits with their audit rows,
+validation, and experiment results (docs/campaigns.md).
+
+A layer of its own above ``interventions.actions`` (it checks templates through it); the
+trigger path in ``interventions.actions.events`` needs only ``campaigns.models``.
+"""
+
+from campaigns.actions.lifecycle import (
+    COMMANDS,
+    CampaignConflict,
+    check_editable,
+    do_create_campaign,
+    do_delete_campaign,
+    do_set_active,
+    do_transition_campaign,
+    do_update_campaign,
+)
+from campaigns.actions.results import NoExperiment, campaign_results
+from campaigns.actions.rules import check_campaign
+
+__all__ = [
+    "COMMANDS",
+    "CampaignConflict",
+    "NoExperiment",
+    "campaign_results",
+    "check_campaign",
+    "check_editable",
+    "do_create_campaign",
+    "do_delete_campaign",
+    "do_set_active",
+    "do_transition_campaign",
+    "do_update_campaign",
+]

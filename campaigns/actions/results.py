@@ -1,0 +1,93 @@
+"""An experiment's results from its rows: exposures per arm, and conversions attributed to
+them (a checkout of the shopper's cart within the attribution window after exposure)."""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from campaigns.experiments.assignment import HOLDOUT
+from campaigns.experiments.statistics import ArmData, results
+from campaigns.models import Campaign, CampaignStatus, Exposure
+from interventions.models import Cart
+
+
+class NoExperiment(Exception):
+    """The campaign has no variants: there is nothing to compare."""
+
+
+def arm_data(campaign: Campaign) -> dict[str, ArmData]:
+    """Per arm (and ``"holdout"``): exposures, converted shoppers, revenue, revenue².
+
+    One query: every exposure with whether and how much its shopper bought within the
+    window. A shopper converts at most once per campaign; their revenue is every cart they
+    checked out within the window.
+    """
+    window = timedelta(hours=campaign.attribution_window_hours)
+    in_window = Cart.objects.filter(
+        shopper=OuterRef("shopper"),
+        converted_at__isnull=False,
+        converted_at__gte=OuterRef("exposed_at"),
+        converted_at__lte=OuterRef("exposed_at") + window,
+    )
+    money = DecimalField(max_digits=14, decimal_places=2)
+    revenue = (
+        in_window.order_by()
+        .values("shopper")
+        .annotate(total=Sum(Coalesce("conversion_value", "value", output_field=money)))
+        .values("total")
+    )
+    rows = (
+        Exposure.objects.filter(campaign=campaign)
+        .annotate(converted=Exists(in_window), revenue=Subquery(revenue, output_field=money))
+        .values_list("arm", "converted", "revenue")
+    )
+    totals: dict[str, list[Any]] = {}
+    for arm, converted, spent in rows:
+        spent = spent or Decimal(0)
+        counts = totals.setdefault(arm, [0, 0, Decimal(0), Decimal(0)])
+        counts[0] += 1
+        counts[1] += int(converted)
+        counts[2] += spent
+        counts[3] += spent * spent
+    return {
+        arm: ArmData(arm, exposures, conversions, revenue_sum, squares)
+        for arm, (exposures, conversions, revenue_sum, squares) in totals.items()
+    }
+
+
+def campaign_results(campaign: Campaign, now: datetime) -> dict[str, Any]:
+    """The results document (docs/campaigns.md); a completed campaign's frozen one."""
+    if not campaign.has_experiment:
+        raise NoExperiment(f"Campaign '{campaign.name}' has no variants: nothing to compare.")
+    if campaign.results is not None and campaign.status in (
+        CampaignStatus.COMPLETED,
+        CampaignStatus.ARCHIVED,
+    ):
+        return dict(campaign.results)
+    observed = arm_data(campaign)
+    keys = [variant["key"] for variant in campaign.variants]
+    arms = [observed.get(key) or ArmData(key, 0, 0, Decimal(0), Decimal(0)) for key in keys]
+    # An arm removed while the campaign was paused keeps its exposures; the statistics
+    # compare today's arms only, so those are reported apart and every row is accounted for.
+    retired = {key: data.exposures for key, data in observed.items() if key not in {*keys, HOLDOUT}}
+    holdout = observed.get(HOLDOUT)
+    if holdout is None and campaign.holdout_percent:
+        holdout = ArmData(HOLDOUT, 0, 0, Decimal(0), Decimal(0))
+    weights: dict[str, float] = {v["key"]: float(v["weight"]) for v in campaign.variants}
+    if campaign.holdout_percent or holdout is not None:
+        weights[HOLDOUT] = float(campaign.holdout_percent)
+    started_at = campaign.launched_at or campaign.created_at
+    document = results(arms, holdout, weights, keys[0], started_at, now)
+    return {
+        "campaign": campaign.pk,
+        "status": campaign.status,
+        "computed_at": now.isoformat(),
+        "started_at": started_at.isoformat(),
+        "attribution_window_hours": campaign.attribution_window_hours,
+        "control": keys[0],
+        "retired_arms": retired,
+        **document,
+    }
