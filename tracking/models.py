@@ -1,4 +1,5 @@
-"""What happened to an intervention after it left: delivered, opened, clicked, converted."""
+"""What happened to an intervention after it left: delivered, opened, clicked, converted
+(docs/analytics.md)."""
 
 from django.db import models
 from django.utils import timezone
@@ -31,6 +32,9 @@ class TrackingEvent(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     revenue = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # A repeated open or click within TRACKING_DEDUPE_SECONDS: kept as reported (the raw
+    # row stays), never counted.
+    duplicate = models.BooleanField(default=False)
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

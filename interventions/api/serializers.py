@@ -12,6 +12,7 @@ from interventions.models import (
     InterventionEvent,
 )
 from templates.content import check_content_urls
+from tracking.api.serializers import TrackingEventSerializer
 
 
 class CartItemSerializer(StrictSerializer):
@@ -184,9 +185,10 @@ class InterventionSerializer(serializers.ModelSerializer):
 
 class InterventionDetailSerializer(InterventionSerializer):
     history = InterventionEventSerializer(source="events", many=True, read_only=True)
+    tracking = TrackingEventSerializer(source="tracking_events", many=True, read_only=True)
 
     class Meta(InterventionSerializer.Meta):
-        fields = [*InterventionSerializer.Meta.fields, "history"]
+        fields = [*InterventionSerializer.Meta.fields, "history", "tracking"]
         read_only_fields = fields
 
 

@@ -1,0 +1,54 @@
+from rest_framework import serializers
+
+from config.api import DateTimeField, StrictSerializer
+from tracking.models import TrackingEvent
+
+# What a client (storefront, app, the store's backend) may report about an intervention.
+REPORTED_EVENTS = ["delivered", "displayed", "opened", "clicked", "dismissed", "converted"]
+
+
+class TrackEventSerializer(StrictSerializer):
+    event = serializers.ChoiceField(choices=REPORTED_EVENTS)
+    metadata = serializers.DictField(required=False, default=dict)
+    occurred_at = DateTimeField(required=False, help_text="When it happened; default: now.")
+
+
+class TrackResultSerializer(serializers.Serializer):
+    event = serializers.CharField()
+    recorded = serializers.BooleanField(
+        help_text="False when nothing changed (a delivered report for one not sent, or again)."
+    )
+    duplicate = serializers.BooleanField(
+        help_text="A repeated open or click within the dedupe window: kept, not counted."
+    )
+    status = serializers.CharField(help_text="The intervention's status afterwards.")
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["status", "tracking"])
+    event = serializers.CharField(help_text="The status reached, or the tracking event.")
+    at = serializers.DateTimeField()
+    from_status = serializers.CharField(required=False)
+    reason = serializers.CharField(required=False)
+    # DRF takes declared fields off the class; only mypy sees Field.source here.
+    source = serializers.CharField(required=False)  # type: ignore[assignment]
+    duplicate = serializers.BooleanField(required=False)
+    revenue = serializers.DecimalField(
+        max_digits=12, decimal_places=2, required=False, allow_null=True
+    )
+    metadata = serializers.DictField(required=False)
+
+
+class TimelineSerializer(serializers.Serializer):
+    intervention_id = serializers.UUIDField()
+    status = serializers.CharField()
+    timeline = TimelineEntrySerializer(many=True)
+
+
+class TrackingEventSerializer(serializers.ModelSerializer):
+    event = serializers.CharField(source="kind")
+
+    class Meta:
+        model = TrackingEvent
+        fields = ["event", "source", "occurred_at", "duplicate", "revenue", "metadata"]
+        read_only_fields = fields

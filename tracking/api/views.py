@@ -1,0 +1,82 @@
+"""Tracking endpoints (docs/analytics.md): parse, authorize through the store, call one
+action, serialize."""
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from interventions import actions
+from interventions.models import Intervention
+from stores.api.scoping import StoreScopedMixin
+from tracking.actions import do_record_tracking_event
+from tracking.api.serializers import (
+    TimelineSerializer,
+    TrackEventSerializer,
+    TrackResultSerializer,
+)
+from tracking.timeline import timeline
+
+
+class TrackView(StoreScopedMixin, generics.GenericAPIView):
+    queryset = Intervention.objects.all()
+    lookup_url_kwarg = "intervention_id"
+    serializer_class = TrackEventSerializer
+
+    @extend_schema(
+        responses={200: TimelineSerializer},
+        summary="An intervention's timeline",
+        description="Status changes and tracking events in one list, oldest first.",
+    )
+    def get(self, request: Request, intervention_id: Any) -> Response:
+        intervention = self.get_object()
+        return Response(
+            TimelineSerializer(
+                {
+                    "intervention_id": intervention.pk,
+                    "status": intervention.status,
+                    "timeline": timeline(intervention),
+                }
+            ).data
+        )
+
+    @extend_schema(
+        request=TrackEventSerializer,
+        responses={201: TrackResultSerializer, 200: TrackResultSerializer},
+        summary="Report what happened to an intervention",
+        description="`delivered` moves a sent intervention to delivered (200 and "
+        "`recorded: false` when it was not sent or already delivered); the other events are "
+        "recorded (201). A repeated `opened` or `clicked` within the dedupe window is "
+        "recorded with `duplicate: true` and not counted.",
+    )
+    def post(self, request: Request, intervention_id: Any) -> Response:
+        intervention = self.get_object()
+        serializer = TrackEventSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = serializer.validated_data["event"]
+        at = serializer.validated_data.get("occurred_at")
+        duplicate = False
+        if event == "delivered":
+            # A status change: the engine's, which writes the delivered tracking row too.
+            recorded = actions.do_mark_delivered(intervention, source="api", at=at)
+        else:
+            row = do_record_tracking_event(
+                intervention,
+                event,
+                source="api",
+                occurred_at=at,
+                metadata=serializer.validated_data["metadata"],
+            )
+            recorded, duplicate = True, row.duplicate
+        result = {
+            "event": event,
+            "recorded": recorded,
+            "duplicate": duplicate,
+            "status": intervention.status,
+        }
+        return Response(
+            TrackResultSerializer(result).data,
+            status=status.HTTP_201_CREATED if recorded else status.HTTP_200_OK,
+        )
