@@ -41,6 +41,7 @@ urlpatterns = [
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
     path("r/<str:token>", tracking_views.recover, name="recover"),
     path("api/v1/track/<uuid:intervention_id>", tracking_api.TrackView.as_view(), name="track"),
+    path("api/v1/conversions", tracking_api.ConversionView.as_view(), name="conversions"),
     path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
     path(
         "api/v1/realtime/connections",

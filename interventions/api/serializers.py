@@ -76,6 +76,11 @@ class EventSerializer(StrictSerializer):
     cart = CartSerializer(required=False)
     user = ShopperProfileSerializer(required=False)
     prediction = PredictionSerializer(required=False)
+    order_id = serializers.CharField(
+        max_length=200,
+        required=False,
+        help_text="checkout_completed only: the store's order id (default cart:<cart_id>).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["type"] == EventType.PREDICTION and "prediction" not in attrs:

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from config.api import DateTimeField, StrictSerializer
-from tracking.models import TrackingEvent
+from tracking.models import Conversion, TrackingEvent
 
 # What a client (storefront, app, the store's backend) may report about an intervention.
 REPORTED_EVENTS = ["delivered", "displayed", "opened", "clicked", "dismissed", "converted"]
@@ -51,4 +51,45 @@ class TrackingEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrackingEvent
         fields = ["event", "source", "occurred_at", "duplicate", "revenue", "metadata"]
+        read_only_fields = fields
+
+
+class ConversionInputSerializer(StrictSerializer):
+    order_id = serializers.CharField(max_length=200)
+    user_id = serializers.CharField(max_length=200)
+    cart_id = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    currency = serializers.RegexField(r"^[A-Z]{3}$", help_text="ISO 4217, e.g. EUR")
+    discount = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        help_text="The discount the shopper got, if known; otherwise the attributed "
+        "intervention's discount percentage of the value.",
+    )
+    occurred_at = DateTimeField(
+        required=False, help_text="When the order was placed; default: now."
+    )
+
+
+class ConversionSerializer(serializers.ModelSerializer):
+    cart_id = serializers.CharField(source="cart_external_id")
+    attributed_to = serializers.UUIDField(source="intervention_id", allow_null=True)
+
+    class Meta:
+        model = Conversion
+        fields = [
+            "order_id",
+            "user_id",
+            "cart_id",
+            "value",
+            "currency",
+            "discount",
+            "recovered_revenue",
+            "attributed_to",
+            "source",
+            "occurred_at",
+            "recorded_at",
+        ]
         read_only_fields = fields

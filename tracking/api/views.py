@@ -1,23 +1,32 @@
-"""Tracking endpoints (docs/analytics.md): parse, authorize through the store, call one
-action, serialize."""
+"""Tracking and conversion endpoints (docs/analytics.md): parse, authorize through the
+store, call one action, serialize."""
 
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import exceptions, generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from interventions import actions
 from interventions.models import Intervention
 from stores.api.scoping import StoreScopedMixin
-from tracking.actions import do_record_tracking_event
+from stores.auth import store_of
+from tracking.actions import ConversionConflict, do_record_tracking_event
 from tracking.api.serializers import (
+    ConversionInputSerializer,
+    ConversionSerializer,
     TimelineSerializer,
     TrackEventSerializer,
     TrackResultSerializer,
 )
 from tracking.timeline import timeline
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
 
 
 class TrackView(StoreScopedMixin, generics.GenericAPIView):
@@ -79,4 +88,28 @@ class TrackView(StoreScopedMixin, generics.GenericAPIView):
         return Response(
             TrackResultSerializer(result).data,
             status=status.HTTP_201_CREATED if recorded else status.HTTP_200_OK,
+        )
+
+
+class ConversionView(APIView):
+    @extend_schema(
+        request=ConversionInputSerializer,
+        responses={201: ConversionSerializer, 200: ConversionSerializer},
+        summary="Report an order",
+        description="Idempotent on `order_id`: a repeat answers 200 with the first; the "
+        "same order id with a different body is a 409. The order is attributed to the "
+        "shopper's last intervention sent within the attribution window (any cart).",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ConversionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            conversion, created = actions.check_record_conversion(
+                store_of(request), serializer.validated_data
+            )
+        except ConversionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(
+            ConversionSerializer(conversion).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
