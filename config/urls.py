@@ -40,6 +40,7 @@ urlpatterns = [
     path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
     path("r/<str:token>", tracking_views.recover, name="recover"),
+    path("o/<str:token>.gif", tracking_views.open_pixel, name="open-pixel"),
     path("api/v1/track/<uuid:intervention_id>", tracking_api.TrackView.as_view(), name="track"),
     path("api/v1/conversions", tracking_api.ConversionView.as_view(), name="conversions"),
     path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
