@@ -43,6 +43,19 @@ urlpatterns = [
     path("o/<str:token>.gif", tracking_views.open_pixel, name="open-pixel"),
     path("api/v1/track/<uuid:intervention_id>", tracking_api.TrackView.as_view(), name="track"),
     path("api/v1/conversions", tracking_api.ConversionView.as_view(), name="conversions"),
+    path(
+        "api/v1/analytics/performance",
+        tracking_api.PerformanceView.as_view(),
+        name="analytics-performance",
+    ),
+    path(
+        "api/v1/analytics/channels", tracking_api.ChannelsView.as_view(), name="analytics-channels"
+    ),
+    path(
+        "api/v1/analytics/conversion",
+        tracking_api.ConversionFunnelView.as_view(),
+        name="analytics-conversion",
+    ),
     path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
     path(
         "api/v1/realtime/connections",

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from config.api import DateTimeField, StrictSerializer
+from stores.models import CHANNEL_CHOICES
 from tracking.models import Conversion, TrackingEvent
 
 # What a client (storefront, app, the store's backend) may report about an intervention.
@@ -93,3 +94,73 @@ class ConversionSerializer(serializers.ModelSerializer):
             "recorded_at",
         ]
         read_only_fields = fields
+
+
+class AnalyticsQuerySerializer(StrictSerializer):
+    since = serializers.DateField(required=False, help_text="First day (store time), included.")
+    until = serializers.DateField(required=False, help_text="Last day (store time), included.")
+    campaign = serializers.IntegerField(required=False, min_value=1)
+    channel = serializers.ChoiceField(choices=CHANNEL_CHOICES, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must not be before since."]})
+        return attrs
+
+
+class PerformanceQuerySerializer(AnalyticsQuerySerializer):
+    interval = serializers.ChoiceField(choices=["day", "week"], default="day")
+
+
+class TotalsSerializer(serializers.Serializer):
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField(help_text="Interventions opened at least once.")
+    clicked = serializers.IntegerField(help_text="Interventions clicked at least once.")
+    converted = serializers.IntegerField(help_text="Orders attributed to these sends.")
+    revenue = serializers.DictField(
+        child=serializers.CharField(), help_text="Recovered revenue per currency."
+    )
+
+
+class MetricsSerializer(TotalsSerializer):
+    delivery_rate = serializers.FloatField(allow_null=True)
+    open_rate = serializers.FloatField(allow_null=True)
+    click_rate = serializers.FloatField(allow_null=True)
+    conversion_rate = serializers.FloatField(allow_null=True)
+    revenue_per_send = serializers.DictField(child=serializers.CharField())
+
+
+class PeriodSerializer(MetricsSerializer):
+    period = serializers.DateField(help_text="First day of the day or week (store time).")
+
+
+class PerformanceSerializer(serializers.Serializer):
+    interval = serializers.CharField()
+    series = PeriodSerializer(many=True)
+    totals = MetricsSerializer()
+
+
+class ChannelMetricsSerializer(MetricsSerializer):
+    channel = serializers.CharField()
+
+
+class ChannelsSerializer(serializers.Serializer):
+    channels = ChannelMetricsSerializer(many=True)
+    totals = MetricsSerializer()
+
+
+class ReasonCountSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class FunnelStepSerializer(serializers.Serializer):
+    step = serializers.CharField()
+    count = serializers.IntegerField()
+    reasons = ReasonCountSerializer(many=True, required=False)
+
+
+class FunnelSerializer(serializers.Serializer):
+    funnel = FunnelStepSerializer(many=True)
+    totals = MetricsSerializer()

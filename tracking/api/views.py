@@ -1,5 +1,5 @@
-"""Tracking and conversion endpoints (docs/analytics.md): parse, authorize through the
-store, call one action, serialize."""
+"""Tracking, conversions and analytics endpoints (docs/analytics.md): parse, authorize
+through the store, call one action or query, serialize."""
 
 from typing import Any
 
@@ -13,10 +13,16 @@ from interventions import actions
 from interventions.models import Intervention
 from stores.api.scoping import StoreScopedMixin
 from stores.auth import store_of
+from tracking import analytics
 from tracking.actions import ConversionConflict, do_record_tracking_event
 from tracking.api.serializers import (
+    AnalyticsQuerySerializer,
+    ChannelsSerializer,
     ConversionInputSerializer,
     ConversionSerializer,
+    FunnelSerializer,
+    PerformanceQuerySerializer,
+    PerformanceSerializer,
     TimelineSerializer,
     TrackEventSerializer,
     TrackResultSerializer,
@@ -113,3 +119,50 @@ class ConversionView(APIView):
             ConversionSerializer(conversion).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+
+def filters_from(request: Request, query: AnalyticsQuerySerializer) -> analytics.Filters:
+    query.is_valid(raise_exception=True)
+    return analytics.filters_for(
+        store_of(request),
+        since=query.validated_data.get("since"),
+        until=query.validated_data.get("until"),
+        campaign_id=query.validated_data.get("campaign"),
+        channel=query.validated_data.get("channel", ""),
+    )
+
+
+class PerformanceView(APIView):
+    @extend_schema(
+        parameters=[PerformanceQuerySerializer],
+        responses={200: PerformanceSerializer},
+        summary="Sends, opens, clicks and recovered revenue by day or week",
+    )
+    def get(self, request: Request) -> Response:
+        query = PerformanceQuerySerializer(data=request.query_params)
+        filters = filters_from(request, query)
+        result = analytics.performance(store_of(request), filters, query.validated_data["interval"])
+        return Response(PerformanceSerializer(result).data)
+
+
+class ChannelsView(APIView):
+    @extend_schema(
+        parameters=[AnalyticsQuerySerializer],
+        responses={200: ChannelsSerializer},
+        summary="The same figures per channel, side by side",
+    )
+    def get(self, request: Request) -> Response:
+        filters = filters_from(request, AnalyticsQuerySerializer(data=request.query_params))
+        return Response(ChannelsSerializer(analytics.channels(store_of(request), filters)).data)
+
+
+class ConversionFunnelView(APIView):
+    @extend_schema(
+        parameters=[AnalyticsQuerySerializer],
+        responses={200: FunnelSerializer},
+        summary="From abandoned carts to orders, with suppression reasons",
+    )
+    def get(self, request: Request) -> Response:
+        filters = filters_from(request, AnalyticsQuerySerializer(data=request.query_params))
+        funnel = analytics.conversion_funnel(store_of(request), filters)
+        return Response(FunnelSerializer(funnel).data)
