@@ -113,6 +113,9 @@ class Order:
 
 
 def fingerprint(given: dict[str, Any]) -> str:
+    """ "" for an order known only from a checkout event: any later report of it is a repeat."""
+    if not given:
+        return ""
     canonical = json.dumps(given, cls=DjangoJSONEncoder, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -165,7 +168,11 @@ def do_record_conversion(
         return _repeat(existing, body_hash)
     touched = last_touch(store, shopper, order.occurred_at)
     discount = discount_given(order, touched)
-    recovered = order.value - discount if touched is not None and order.value is not None else None
+    recovered = (
+        max(order.value - discount, Decimal(0))
+        if touched is not None and order.value is not None
+        else None
+    )
     try:
         with transaction.atomic():
             conversion = Conversion.objects.create(

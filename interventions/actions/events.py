@@ -28,7 +28,7 @@ from interventions.models import (
 from notifications.actions import do_register_device
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
-from tracking.actions import ConversionConflict, Order, do_record_conversion
+from tracking.actions import Order, do_record_conversion
 from tracking.models import Conversion
 
 logger = structlog.get_logger(__name__)
@@ -177,11 +177,9 @@ def do_convert_cart(
         currency=currency or cart.currency,
         cart_id=cart.external_id,
     )
-    try:
-        do_record_conversion(cart.store, order, shopper=cart.shopper, cart=cart, source="checkout")
-    except ConversionConflict:
-        # A pipeline repeat with another value: the first report stands.
-        logger.info("checkout_order_already_recorded", order_id=order.order_id)
+    # No body kept: a repeated event, or the same order reported through the API later,
+    # is a repeat and the first report stands.
+    do_record_conversion(cart.store, order, shopper=cart.shopper, cart=cart, source="checkout")
     return cancelled
 
 

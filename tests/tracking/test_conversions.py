@@ -130,3 +130,22 @@ def test_bad_order_is_a_400_naming_the_field(shop):
 
     assert response.status_code == 400
     assert list(response.json()["error"]["fields"]) == ["currency"]
+
+
+def test_order_reported_after_its_checkout_event_is_a_repeat(shop):
+    with time_machine.travel(MONDAY, tick=False):
+        send(shop, cart_id="c-9")
+    placed = (MONDAY + timedelta(hours=1)).isoformat()
+    shop.client.post(
+        "/api/v1/events",
+        {"type": "checkout_completed", "cart_id": "c-9", "user_id": "sam", "order_id": "A-77",
+         "cart": {"value": "80.00", "currency": "EUR"}, "occurred_at": placed},
+        format="json",
+    )  # fmt: skip
+
+    response = order(shop, order_id="A-77", value="80.00", occurred_at=placed)
+
+    assert response.status_code == 200
+    assert response.json()["source"] == "checkout"
+    assert Conversion.objects.count() == 1
+    assert TrackingEvent.objects.filter(kind="converted").count() == 1
