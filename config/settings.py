@@ -355,6 +355,9 @@ SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS = env.float(
     "SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS", default=30.0
 )
 ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
+# A repeated open or click of one intervention within this many seconds is recorded but
+# flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
+TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------

@@ -13,6 +13,7 @@ from realtime import views as realtime
 from stores.api.views import ShopperViewSet, StoreViewSet
 from templates.api.views import TemplateViewSet
 from tracking import views as tracking_views
+from tracking.api import views as tracking_api
 
 router = DefaultRouter()
 # Services call /api/v1/interventions and /api/v1/interventions/ alike; neither redirects.
@@ -43,6 +44,22 @@ urlpatterns = [
     path("webhooks/twilio/status/", notification_views.twilio_status, name="twilio-status"),
     path("unsubscribe/<str:token>", notification_views.unsubscribe, name="unsubscribe"),
     path("r/<str:token>", tracking_views.recover, name="recover"),
+    path("o/<str:token>.gif", tracking_views.open_pixel, name="open-pixel"),
+    path("api/v1/track/<uuid:intervention_id>", tracking_api.TrackView.as_view(), name="track"),
+    path("api/v1/conversions", tracking_api.ConversionView.as_view(), name="conversions"),
+    path(
+        "api/v1/analytics/performance",
+        tracking_api.PerformanceView.as_view(),
+        name="analytics-performance",
+    ),
+    path(
+        "api/v1/analytics/channels", tracking_api.ChannelsView.as_view(), name="analytics-channels"
+    ),
+    path(
+        "api/v1/analytics/conversion",
+        tracking_api.ConversionFunnelView.as_view(),
+        name="analytics-conversion",
+    ),
     path("api/v1/realtime/tokens", realtime.RealtimeTokenView.as_view(), name="realtime-tokens"),
     path(
         "api/v1/realtime/connections",

@@ -18,7 +18,9 @@ from typing import Any
 
 from django.conf import settings
 
-STANDARD_ROOTS = frozenset({"store", "shopper", "cart", "discount", "unsubscribe_url"})
+STANDARD_ROOTS = frozenset(
+    {"store", "shopper", "cart", "discount", "unsubscribe_url", "open_pixel_url"}
+)
 
 
 def format_amount(value: Any) -> str:
@@ -58,4 +60,5 @@ def sample_context(store_name: str = "Acme Outdoor") -> dict[str, Any]:
         },
         "discount": {"percent": "10", "code": "SAVE10"},
         "unsubscribe_url": f"{settings.PUBLIC_BASE_URL}/unsubscribe/sample",
+        "open_pixel_url": f"{settings.PUBLIC_BASE_URL}/o/sample.gif",
     }

@@ -1,4 +1,4 @@
-"""Recovery links: signed by the app that serves them (``tracking.views.recover``)."""
+"""Signed links served by this app (``tracking.views``): recovery links and open pixels."""
 
 from typing import Any
 
@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core import signing
 
 RECOVERY_SALT = "cart-recovery"
+OPEN_PIXEL_SALT = "open-pixel"
 
 
 def recovery_url(store_id: Any, cart_external_id: str, intervention_id: Any = None) -> str:
@@ -20,3 +21,15 @@ def read_recovery_token(token: str, max_age_seconds: int = 30 * 24 * 3600) -> tu
     """(store id, cart external id, intervention id or ""); raises ``signing.BadSignature``."""
     data = signing.loads(token, salt=RECOVERY_SALT, max_age=max_age_seconds)
     return data["s"], data["c"], data.get("i", "")
+
+
+def open_pixel_url(intervention_id: Any) -> str:
+    """The 1x1 image an email loads when it is displayed: an open of that intervention."""
+    token = signing.Signer(salt=OPEN_PIXEL_SALT).sign(str(intervention_id))
+    return f"{settings.PUBLIC_BASE_URL}/o/{token}.gif"
+
+
+def read_open_pixel_token(token: str) -> str:
+    """The intervention id; raises ``signing.BadSignature``. No expiry: people open
+    old emails, and an open is worth recording whenever it comes."""
+    return signing.Signer(salt=OPEN_PIXEL_SALT).unsign(token)

@@ -1,10 +1,11 @@
-"""What happened to an intervention after it left: delivered, opened, clicked, converted."""
+"""What happened to an intervention after it left: delivered, opened, clicked, converted
+(docs/analytics.md)."""
 
 from django.db import models
 from django.utils import timezone
 
-from interventions.models import Intervention
-from stores.models import Store
+from interventions.models import Cart, Intervention
+from stores.models import Shopper, Store
 
 
 class TrackingKind(models.TextChoices):
@@ -31,6 +32,9 @@ class TrackingEvent(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     revenue = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # A repeated open or click within TRACKING_DEDUPE_SECONDS: kept as reported (the raw
+    # row stays), never counted.
+    duplicate = models.BooleanField(default=False)
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -42,3 +46,53 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.source})"
+
+
+class Conversion(models.Model):
+    """One order, whether or not an intervention earned it: idempotent on (store, order_id).
+
+    ``intervention`` is the last touch that earned it (none when nothing was sent to the
+    shopper within the attribution window); ``recovered_revenue`` is then the order's
+    value net of the discount that intervention gave.
+    """
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="conversions")
+    order_id = models.CharField(max_length=200)
+    shopper = models.ForeignKey(
+        Shopper, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversions"
+    )
+    user_id = models.CharField(max_length=200)
+    cart = models.ForeignKey(
+        Cart, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversions"
+    )
+    cart_external_id = models.CharField(max_length=200, blank=True)
+    value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    discount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    intervention = models.ForeignKey(
+        Intervention,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversions",
+    )
+    recovered_revenue = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # api | checkout
+    source = models.CharField(max_length=32)
+    # What the caller sent, hashed: a repeat with another body is a conflict, not a no-op.
+    fingerprint = models.CharField(max_length=64, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "order_id"], name="unique_order_per_store")
+        ]
+        indexes = [
+            models.Index(fields=["intervention"]),
+            models.Index(fields=["store", "occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}"

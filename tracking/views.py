@@ -1,7 +1,9 @@
 """Recovery links: the cart link in every email, SMS and push goes through here, so a
 click is recorded against the intervention that carried it before the shopper lands on
-the store's cart page."""
+the store's cart page. The email open pixel too (docs/analytics.md)."""
 
+import base64
+import uuid
 from urllib.parse import quote
 
 import structlog
@@ -12,7 +14,7 @@ from config.errors import error_body
 from interventions.models import Intervention
 from stores.models import Store
 from tracking.actions import do_record_tracking_event
-from tracking.links import read_recovery_token
+from tracking.links import read_open_pixel_token, read_recovery_token
 
 logger = structlog.get_logger(__name__)
 
@@ -42,3 +44,27 @@ def recover(request: HttpRequest, token: str) -> HttpResponse:
         )
     destination = store.cart_url_template.replace("{cart_id}", quote(cart_id, safe=""))
     return HttpResponseRedirect(destination)
+
+
+# The smallest transparent GIF (43 bytes).
+TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
+    """Always the same 1x1 GIF, whatever the token: a broken image in an email looks
+    like a broken email, and an error would tell a prober which tokens are valid."""
+    try:
+        intervention_id = uuid.UUID(read_open_pixel_token(token))
+    except (signing.BadSignature, ValueError):
+        intervention_id = None
+    intervention = (
+        Intervention.objects.filter(pk=intervention_id).first() if intervention_id else None
+    )
+    if intervention is not None:
+        do_record_tracking_event(
+            intervention, "opened", source="pixel", metadata={"channel": intervention.channel}
+        )
+    response = HttpResponse(TRANSPARENT_GIF, content_type="image/gif")
+    # Every display should reach us, not a cache (dedupe decides what counts).
+    response["Cache-Control"] = "no-store, private"
+    return response

@@ -8,7 +8,7 @@ webhooks, the admin and other apps (docs/architecture.md).
 - ``personalization``: the context every template renders from;
 - ``deciding``: decide and render one intervention (shared by every intake);
 - ``intake``: explicit triggers, single and batch side by side;
-- ``events``: cart events and conversions;
+- ``events``: cart events and conversions (checkout events and reported orders);
 - ``delivery``: dispatch, claim, send, record, fall back (single and bulk side by side);
 - ``lifecycle``: cancel, edit, retry, delivered, failed after send;
 - ``receipts``: providers' delivery reports;
@@ -25,7 +25,12 @@ from interventions.actions.delivery import (
     do_deliver_many,
     retry_delay,
 )
-from interventions.actions.events import EventResult, do_accept_event, do_convert_cart
+from interventions.actions.events import (
+    EventResult,
+    check_record_conversion,
+    do_accept_event,
+    do_convert_cart,
+)
 from interventions.actions.intake import (
     check_template,
     check_trigger_batch,
@@ -60,6 +65,7 @@ __all__ = [
     "Outcome",
     "PendingFrame",
     "TransientDeliveryError",
+    "check_record_conversion",
     "check_template",
     "check_trigger_batch",
     "check_trigger_intervention",

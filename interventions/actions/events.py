@@ -2,12 +2,11 @@
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import structlog
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
@@ -30,7 +29,8 @@ from interventions.models import (
 from notifications.actions import do_register_device
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
-from tracking.actions import do_record_tracking_event
+from tracking.actions import Order, do_record_conversion
+from tracking.models import Conversion
 
 logger = structlog.get_logger(__name__)
 
@@ -118,7 +118,13 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
     result = EventResult(cart_event, [], [])
 
     if event["type"] == EventType.CHECKOUT_COMPLETED:
-        cancelled = do_convert_cart(cart, occurred_at, (event.get("cart") or {}).get("value"))
+        cancelled = do_convert_cart(
+            cart,
+            occurred_at,
+            (event.get("cart") or {}).get("value"),
+            order_id=event.get("order_id", ""),
+            currency=(event.get("cart") or {}).get("currency", ""),
+        )
         result.reasons.append(f"checkout completed: {cancelled} pending intervention(s) cancelled")
         return result
     if event["type"] == EventType.CART_ABANDONED and cart.abandoned_at is None:
@@ -188,8 +194,28 @@ def experiment_arm(campaign: Campaign, shopper: Shopper) -> str:
     return record_exposure(campaign, shopper, picked).arm
 
 
-def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:
-    """Checkout: the cart converted. Cancel what has not gone out; attribute what has."""
+def do_convert_cart(
+    cart: Cart, at: datetime, value: Any = None, *, order_id: str = "", currency: str = ""
+) -> int:
+    """Checkout: the cart converted. Cancel what has not gone out; record the order
+    (``cart:<cart id>`` when the event names none) and attribute it (docs/analytics.md)."""
+    cancelled = close_cart(cart, at, value)
+    order = Order(
+        order_id=order_id or f"cart:{cart.external_id}",
+        user_id=cart.shopper.external_id if cart.shopper else "",
+        occurred_at=at,
+        value=cart.conversion_value,
+        currency=currency or cart.currency,
+        cart_id=cart.external_id,
+    )
+    # No body kept: a repeated event, or the same order reported through the API later,
+    # is a repeat and the first report stands.
+    do_record_conversion(cart.store, order, shopper=cart.shopper, cart=cart, source="checkout")
+    return cancelled
+
+
+def close_cart(cart: Cart, at: datetime, value: Any = None) -> int:
+    """Mark the cart converted and cancel its unsent interventions: how many."""
     if cart.converted_at is None:
         cart.converted_at = at
         cart.conversion_value = Decimal(str(value)) if value is not None else cart.value
@@ -201,26 +227,31 @@ def do_convert_cart(cart: Cart, at: datetime, value: Any = None) -> int:
             cancelled += 1
         except IllegalTransition:
             continue  # a worker claimed it meanwhile; it goes out and may be attributed
-    window = timedelta(hours=settings.ATTRIBUTION_WINDOW_HOURS)
-    touched = (
-        Intervention.objects.filter(
-            cart=cart,
-            status__in=[Status.SENT, Status.UNCONFIRMED, Status.DELIVERED],
-            sent_at__gte=at - window,
-        )
-        .order_by("-sent_at")
-        .first()
-    )
-    if touched is not None and not touched.tracking_events.filter(kind="converted").exists():
-        do_record_tracking_event(
-            touched,
-            "converted",
-            source="checkout",
-            occurred_at=at,
-            revenue=cart.conversion_value,
-            metadata={
-                "attribution": "last_touch",
-                "window_hours": settings.ATTRIBUTION_WINDOW_HOURS,
-            },
-        )
     return cancelled
+
+
+@transaction.atomic
+def check_record_conversion(store: Store, body: dict[str, Any]) -> tuple[Conversion, bool]:
+    """An order from POST /api/v1/conversions: (conversion, created). Its cart, if named
+    and known, converts as at checkout; a repeat returns the first, another body for
+    the same order id raises ``ConversionConflict``."""
+    shopper = do_upsert_shopper(store, body["user_id"], None, lock=True)
+    occurred_at = body.get("occurred_at") or timezone.now()
+    cart_id = body.get("cart_id") or ""
+    cart = Cart.objects.filter(store=store, external_id=cart_id).first() if cart_id else None
+    order = Order(
+        order_id=body["order_id"],
+        user_id=body["user_id"],
+        occurred_at=occurred_at,
+        value=body["value"],
+        currency=body["currency"],
+        cart_id=cart_id,
+        discount=body.get("discount"),
+        given=tuple(sorted(body.items())),
+    )
+    conversion, created = do_record_conversion(
+        store, order, shopper=shopper, cart=cart, source="api"
+    )
+    if created and cart is not None:
+        close_cart(cart, occurred_at, body["value"])
+    return conversion, created

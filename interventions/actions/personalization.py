@@ -7,6 +7,7 @@ Shape (every key always present, so a template never meets a hole it was not tol
     cart:     {items: [{name, quantity, price, ...}], item_count, value, currency, recovery_url}
     discount: {percent, code}            # percent "" and code "" when there is no discount
     unsubscribe_url                      # one-click email opt-out for this shopper
+    open_pixel_url                       # 1x1 image recording an email open ("" in previews)
     + the caller's personalization (top-level names a template declares as variables)
 
 Only plain data goes in (str, numbers, lists, dicts): the sandbox reads mappings only.
@@ -25,7 +26,7 @@ from notifications.links import unsubscribe_url
 from stores.models import Shopper, Store
 from templates.context import STANDARD_ROOTS, format_amount, plain
 from templates.rendering import render_message
-from tracking.links import recovery_url
+from tracking.links import open_pixel_url, recovery_url
 
 # Discount codes avoid look-alike characters (0/O, 1/I) people retype from their phone.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -52,6 +53,7 @@ def build_context(
         "cart": cart_context(store, cart, intervention_id),
         "discount": discount_context(discount),
         "unsubscribe_url": unsubscribe_url(store.pk, shopper.email) if shopper.email else "",
+        "open_pixel_url": open_pixel_url(intervention_id) if intervention_id else "",
     }
     for name, value in personalization.items():
         # Personalization adds names; it cannot replace the store's or the cart's facts.

@@ -12,6 +12,7 @@ from interventions.models import (
     InterventionEvent,
 )
 from templates.content import check_content_urls
+from tracking.api.serializers import TrackingEventSerializer
 
 
 class CartItemSerializer(StrictSerializer):
@@ -75,6 +76,11 @@ class EventSerializer(StrictSerializer):
     cart = CartSerializer(required=False)
     user = ShopperProfileSerializer(required=False)
     prediction = PredictionSerializer(required=False)
+    order_id = serializers.CharField(
+        max_length=200,
+        required=False,
+        help_text="checkout_completed only: the store's order id (default cart:<cart_id>).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["type"] == EventType.PREDICTION and "prediction" not in attrs:
@@ -189,9 +195,10 @@ class InterventionSerializer(serializers.ModelSerializer):
 
 class InterventionDetailSerializer(InterventionSerializer):
     history = InterventionEventSerializer(source="events", many=True, read_only=True)
+    tracking = TrackingEventSerializer(source="tracking_events", many=True, read_only=True)
 
     class Meta(InterventionSerializer.Meta):
-        fields = [*InterventionSerializer.Meta.fields, "history"]
+        fields = [*InterventionSerializer.Meta.fields, "history", "tracking"]
         read_only_fields = fields
 
 

@@ -124,7 +124,7 @@ class InterventionViewSet(
     def get_queryset(self) -> QuerySet[Intervention]:
         queryset = super().get_queryset()
         if self.action == "retrieve":
-            queryset = queryset.prefetch_related("events")
+            queryset = queryset.prefetch_related("events", "tracking_events")
         return queryset
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:

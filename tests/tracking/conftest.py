@@ -1,0 +1,24 @@
+import pytest
+
+SAM = {"email": "sam@example.test", "timezone": "UTC"}
+
+
+@pytest.fixture(autouse=True)
+def daytime_store(db, shop):
+    shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
+    shop.store.timezone = "UTC"
+    shop.store.save()
+
+
+def send(session, user_id="sam", cart_id="c-1", channel="email", **extra):
+    """An intervention sent now through the real intake (tasks run in-process)."""
+    body = {"user_id": user_id, "cart_id": cart_id, "channel": channel, "user": SAM, **extra}
+    response = session.client.post("/api/v1/interventions", body, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()["id"]
+
+
+def track(session, intervention_id, event, **body):
+    return session.client.post(
+        f"/api/v1/track/{intervention_id}", {"event": event, **body}, format="json"
+    )
