@@ -38,12 +38,17 @@ REGISTRY_ERRORS = Counter(
 
 # Atomic so that a connect storm cannot overshoot a limit between count and add.
 # Returns 1 (admitted), 0 (the store is at its limit) or -1 (the shopper is at theirs).
+# Stale entries go in chunks: Lua's unpack() fails past ~8,000 values ("too many results
+# to unpack"), and the info hash is cleaned before the index, so a failure can never
+# leave orphaned info fields behind a cleaned index.
 _REGISTER = """
 local cutoff = tonumber(ARGV[1])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 if #stale > 0 then
+  for first = 1, #stale, 1000 do
+    redis.call('HDEL', KEYS[2], unpack(stale, first, math.min(first + 999, #stale)))
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-  redis.call('HDEL', KEYS[2], unpack(stale))
 end
 if KEYS[3] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
