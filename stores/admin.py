@@ -8,6 +8,7 @@ from django.db.models.fields.related import RelatedField
 from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
+from interventions.actions import do_erase_shopper
 from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline, store_ids_granting
 from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
@@ -78,6 +79,19 @@ class ShopperAdmin(StoreScopedAdmin):
     list_display = ["external_id", "store", "email", "phone", "segment", "timezone"]
     list_filter = ["store", "segment"]
     search_fields = ["external_id", "email", "phone"]
+
+    # Deleting a shopper erases them, as the API does (docs/operations.md, "Data
+    # protection"): a plain delete would cascade to their interventions, changing every
+    # count, and leave their details in cart-event payloads and rendered messages.
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        return super().get_queryset(request).filter(erased_at__isnull=True)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        do_erase_shopper(obj, erased_by=f"admin: {request.user.get_username()}")
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        for shopper in queryset:
+            do_erase_shopper(shopper, erased_by=f"admin: {request.user.get_username()}")
 
 
 admin.site.unregister(User)

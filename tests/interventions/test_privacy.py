@@ -242,3 +242,21 @@ def test_export_holds_everything_about_the_shopper(shop, provider):
     assert [d["token"] for d in export["devices"]] == [TOKEN]
     assert [(s["channel"], s["address"]) for s in export["suppressions"]] == [("email", EMAIL)]
     assert "bob@example.test" not in response.content.decode()
+
+
+def test_deleting_a_shopper_in_the_admin_erases_them_as_the_api_does(
+    shop, provider, client, django_user_model
+):
+    shopper = shopper_with_history(shop, provider)
+    before = status_counts(shop.store)
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.test", "pw"))
+
+    response = client.post(f"/admin/stores/shopper/{shopper.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    for value in (EMAIL, PHONE, NAME, TOKEN):
+        assert rows_mentioning(value) == {}, value
+    assert len(status_counts(shop.store)) == len(before)  # not cascaded away
+    [record] = ErasureRecord.objects.filter(store=shop.store)
+    assert record.erased_by == "admin: root"
+    assert client.get(f"/admin/stores/shopper/{shopper.pk}/change/").status_code in (302, 404)
