@@ -267,22 +267,7 @@ def test_a_non_numeric_error_code_is_recorded_not_a_server_error(shop):
 
 
 def test_undelivered_to_a_dead_number_fails_and_suppresses_it(shop, http):
-    twilio_answers(http)
-    shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
-    shop.store.fallback_chain = ["sms"]
-    shop.store.save()
-    response = shop.client.post(
-        "/api/v1/interventions",
-        {
-            "user_id": "sam",
-            "channel": "sms",
-            "personalization": {"body": "hi"},
-            "user": {"phone": PHONE, "timezone": "UTC"},
-        },
-        format="json",
-    )
-    intervention = Intervention.objects.get(pk=response.json()["id"])
-    intervention.refresh_from_db()
+    intervention = sent_sms(shop, http)
 
     twilio_post(
         "/webhooks/twilio/status/",
