@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
-SHOPPER_FIELDS = ("email", "phone", "first_name", "locale", "timezone", "segment")
+SHOPPER_FIELDS = ("email", "phone", "first_name", "locale", "country", "timezone", "segment")
 
 
 @transaction.atomic

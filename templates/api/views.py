@@ -26,10 +26,10 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
     publish one to use it, publish an earlier one to roll back."""
 
     queryset = Template.objects.select_related("published_version", "store")
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
-        if self.action == "partial_update":
+        if self.action in ("update", "partial_update"):
             return TemplateUpdateSerializer
         return TemplateSerializer
 
@@ -37,12 +37,24 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
         data = dict(serializer.validated_data)
         serializer.instance = actions.check_create_template(self.store, **data)
 
+    @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """PATCH changes what it names; PUT replaces the template's fields, so a field it
+        leaves out goes back to its default (content stays in versions either way)."""
         template = self.get_object()
-        changes = TemplateUpdateSerializer(data=request.data, partial=True)
+        partial = kwargs.get("partial", False)
+        changes = TemplateUpdateSerializer(data=request.data, partial=partial)
         changes.is_valid(raise_exception=True)
-        actions.check_update_template(template, **changes.validated_data)
+        values = dict(changes.validated_data)
+        if not partial:
+            for name in TemplateUpdateSerializer.Meta.fields:
+                values.setdefault(name, Template._meta.get_field(name).get_default())
+        actions.check_update_template(template, **values)
         return Response(TemplateSerializer(template).data)
+
+    @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
 
     def perform_destroy(self, instance: Template) -> None:
         try:
