@@ -16,7 +16,7 @@ probability, never abandoned) is false whatever its operator, ``ne`` and ``none_
 included, in both evaluators.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -247,21 +247,21 @@ def matches(rule: Mapping[str, Any], facts: AudienceFacts, now: datetime) -> boo
     return all(results) if rule.get("match", "all") == "all" else any(results)
 
 
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda actual, value: actual == value,
+    "ne": lambda actual, value: actual != value,
+    "gt": lambda actual, value: actual > value,
+    "gte": lambda actual, value: actual >= value,
+    "lt": lambda actual, value: actual < value,
+    "lte": lambda actual, value: actual <= value,
+    "in": lambda actual, value: actual in value,
+    "not_in": lambda actual, value: actual not in value,
+    "between": lambda actual, value: value[0] <= actual <= value[1],
+}
+
+
 def _compare(actual: Any, op: str, value: Any) -> bool:
-    if actual is None:
-        return False
-    if op == "between":
-        return value[0] <= actual <= value[1]
-    return {
-        "eq": actual == value,
-        "ne": actual != value,
-        "gt": actual > value,
-        "gte": actual >= value,
-        "lt": actual < value,
-        "lte": actual <= value,
-        "in": actual in value,
-        "not_in": actual not in value,
-    }[op]
+    return actual is not None and COMPARISONS[op](actual, value)
 
 
 def _decimal(value: Any) -> Any:
