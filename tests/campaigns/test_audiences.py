@@ -209,7 +209,10 @@ def test_audience_preview_counts_shoppers_and_samples_the_stores_own(shop, other
     assert response.json()["size"] == 2
     assert response.json()["sample_shopper_ids"] == ["ann", "eve"]
     # and another store cannot see it
-    assert other_shop.client.get(f"/api/v1/campaigns/{campaign.pk}/audience-preview").status_code == 404
+    assert (
+        other_shop.client.get(f"/api/v1/campaigns/{campaign.pk}/audience-preview").status_code
+        == 404
+    )
 
 
 def test_a_triggered_campaign_fires_only_for_carts_in_its_audience(shop):

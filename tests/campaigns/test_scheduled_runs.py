@@ -114,7 +114,11 @@ def test_a_scheduled_campaign_is_a_beat_entry_in_the_stores_timezone(shop):
         ({"kind": "scheduled", "schedule_cron": "every day"}, "schedule_cron"),
         ({"kind": "triggered"}, "trigger"),
         (
-            {"kind": "scheduled", "schedule_cron": "0 10 * * *", "budget_channel_costs": {"fax": 1}},
+            {
+                "kind": "scheduled",
+                "schedule_cron": "0 10 * * *",
+                "budget_channel_costs": {"fax": 1},
+            },
             "budget_channel_costs.fax",
         ),
     ],
@@ -149,7 +153,9 @@ def test_a_run_sends_to_its_audience_through_the_engine(shop):
     assert sorted(sent.values_list("shopper__external_id", flat=True)) == ["ann", "bob"]
     opted_out = Intervention.objects.get(shopper__external_id="cyd")
     assert opted_out.status == Status.SUPPRESSED
-    assert any("opted out" in reason for reason in opted_out.decision["reasons"]), opted_out.decision
+    assert any("opted out" in reason for reason in opted_out.decision["reasons"]), (
+        opted_out.decision
+    )
 
     # And the runs API shows it
     runs = shop.client.get(f"/api/v1/campaigns/{campaign.pk}/runs").json()
