@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from campaigns import actions
+from campaigns.admin_targeting import TargetingFormMixin, audience_panel, budget_panel, runs_panel
 from campaigns.models import DEFAULT_ATTRIBUTION_WINDOW_HOURS, Campaign
 from stores.admin_scoping import StoreScopedAdmin
 
@@ -26,7 +27,7 @@ OPTIONAL_WITH_DEFAULTS: dict[str, Any] = {
 }
 
 
-class CampaignAdminForm(forms.ModelForm):
+class CampaignAdminForm(TargetingFormMixin, forms.ModelForm):
     class Meta:
         model = Campaign
         fields = [
@@ -35,6 +36,13 @@ class CampaignAdminForm(forms.ModelForm):
             "priority",
             "starts_at",
             "ends_at",
+            "kind",
+            "schedule_cron",
+            "schedule_at",
+            "audience",
+            "budget_sends_per_day",
+            "budget_sends_total",
+            "budget_discount",
             "trigger",
             "delay_minutes",
             "channel",
@@ -66,6 +74,7 @@ class CampaignAdminForm(forms.ModelForm):
         for name, default in OPTIONAL_WITH_DEFAULTS.items():
             if name in self.fields and cleaned.get(name) in (None, ""):
                 cleaned[name] = default()
+        self.clean_targeting(cleaned)
         store = cleaned.get("store") or (self.instance.store if self.instance.pk else None)
         if store is None:
             return cleaned
@@ -88,7 +97,10 @@ class CampaignAdminForm(forms.ModelForm):
 
     def campaign_values(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         """What the form would change, for the actions (the store never changes)."""
-        return {name: cleaned[name] for name in self.fields if name in cleaned and name != "store"}
+        # Model fields only: the cost caps are composed into budget_channel_costs.
+        names = {f.name for f in Campaign._meta.concrete_fields} - {"store"}
+        return {name: cleaned[name] for name in [*self.fields, "budget_channel_costs"]
+                if name in cleaned and name in names}  # fmt: skip
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> SafeString:
@@ -134,10 +146,43 @@ class CampaignAdmin(StoreScopedAdmin):
         lifecycle_action("complete", "Complete (freezes results)"),
         lifecycle_action("archive", "Archive"),
     ]
-    readonly_fields = ["status", "launched_at", "completed_at", "results_panel", "changes_panel"]
+    readonly_fields = [
+        "status",
+        "launched_at",
+        "completed_at",
+        "results_panel",
+        "changes_panel",
+        "audience_preview",
+        "budget_usage",
+        "runs",
+    ]
     fieldsets = [
-        (None, {"fields": ["store", "name", "status", "priority"]}),
-        ("Schedule", {"fields": ["starts_at", "ends_at", "launched_at", "completed_at"]}),
+        (None, {"fields": ["store", "name", "kind", "status", "priority"]}),
+        (
+            "Schedule",
+            {
+                "fields": ["starts_at", "ends_at", "launched_at", "completed_at"],
+            },
+        ),
+        (
+            "Scheduled send (kind: scheduled; times in the store's timezone)",
+            {"fields": ["schedule_cron", "schedule_at", "runs"]},
+        ),
+        ("Audience", {"fields": ["audience", "audience_preview"]}),
+        (
+            "Budget (empty means unlimited)",
+            {
+                "fields": [
+                    "budget_sends_per_day",
+                    "budget_sends_total",
+                    "budget_discount",
+                    "cost_cap_email",
+                    "cost_cap_sms",
+                    "cost_cap_push",
+                    "budget_usage",
+                ]
+            },
+        ),
         (
             "When and how",
             {"fields": ["trigger", "delay_minutes", "channel", "template_key", "discount_percent"]},
@@ -176,10 +221,23 @@ class CampaignAdmin(StoreScopedAdmin):
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         actor = request.user.get_username()
         if not change:
+            obj.budget_channel_costs = form.cleaned_data.get("budget_channel_costs") or {}
             actions.do_create_campaign(obj, actor)
             return
         actions.do_update_campaign(obj, form.campaign_values(form.cleaned_data), actor)
         obj.refresh_from_db()
+
+    @admin.display(description="Audience size now")
+    def audience_preview(self, campaign: Campaign) -> SafeString | str:
+        return audience_panel(campaign)
+
+    @admin.display(description="Spend")
+    def budget_usage(self, campaign: Campaign) -> SafeString | str:
+        return budget_panel(campaign)
+
+    @admin.display(description="Runs")
+    def runs(self, campaign: Campaign) -> SafeString | str:
+        return runs_panel(campaign)
 
     @admin.display(description="Results")
     def results_panel(self, campaign: Campaign) -> SafeString | str:
