@@ -308,6 +308,7 @@ def _condition_holds(condition: Mapping[str, Any], facts: AudienceFacts, now: da
             "shopper.segment": facts.segment,
         }[name]
         return _compare(actual, op, value)
+    present: set[str] | frozenset[str]
     if name == "shopper.reachable":
         present = facts.reachable & set(value)
     else:
@@ -437,6 +438,7 @@ def _condition_q(condition: Mapping[str, Any], now: datetime) -> Q:  # noqa: C90
     if kind == "count":
         days = condition.get("days", 30)
         since = now - timedelta(days=days)
+        rows: QuerySet[Any]
         if name == "shopper.interventions":
             rows = Intervention.objects.filter(
                 shopper=OuterRef("shopper"), status__in=SENT_STATUSES, sent_at__gte=since

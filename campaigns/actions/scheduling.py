@@ -178,7 +178,7 @@ def send_run(campaign: Campaign, run: CampaignRun, now: datetime, lease: timedel
     if not run.selected:
         run.selected = selection.count()
         CampaignRun.objects.filter(pk=run.pk).update(selected=run.selected)
-    cursor = 0
+    cursor: Any = 0
     while True:
         carts = list(
             selection.filter(shopper_id__gt=cursor).select_related("shopper")[

@@ -67,7 +67,9 @@ def build_decided(
     decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
     discount = discount if discount is not None else discount_for(cart, campaign)
     if not suppressed_by and charge is not None and decision.intervene and decision.channel:
-        suppressed_by = charge(decision.channel, discount_value(discount, cart and cart.value))
+        suppressed_by = charge(
+            decision.channel, discount_value(discount, cart.value if cart else None)
+        )
     if suppressed_by:
         # The caller's own reason not to intervene (an experiment's holdout): stored like any
         # other suppression, so it is counted and explained the same way.

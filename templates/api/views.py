@@ -1,6 +1,6 @@
 from typing import Any
 
-from django.db.models import ProtectedError, QuerySet
+from django.db.models import Field, ProtectedError, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -48,7 +48,8 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
         values = dict(changes.validated_data)
         if not partial:
             for name in TemplateUpdateSerializer.Meta.fields:
-                values.setdefault(name, Template._meta.get_field(name).get_default())
+                field = Template._meta.get_field(name)
+                values.setdefault(name, field.get_default() if isinstance(field, Field) else None)
         actions.check_update_template(template, **values)
         return Response(TemplateSerializer(template).data)
 
