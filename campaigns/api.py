@@ -166,7 +166,8 @@ class CampaignViewSet(
     """Campaign rules that turn cart events into interventions, and their experiments."""
 
     serializer_class = CampaignSerializer
-    queryset = Campaign.objects.all()
+    # The budget field reads the store's timezone and the spend rows of each campaign.
+    queryset = Campaign.objects.select_related("store").prefetch_related("spend")
 
     @extend_schema(responses={201: CampaignSerializer}, summary="Create a draft")
     def create(self, request: Request) -> Response:

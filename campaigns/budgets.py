@@ -138,15 +138,14 @@ class BudgetLedger:
 
 
 def budget_status(campaign: Campaign, now: datetime) -> dict[str, Any]:
-    """Usage today and in total, and which budgets are exhausted (for the API and admin)."""
-    rows = {
-        row.day: row
-        for row in CampaignSpend.objects.filter(
-            campaign=campaign, day__in=[TOTAL_DAY, store_day(campaign, now)]
-        )
-    }
+    """Usage today and in total, and which budgets are exhausted (for the API and admin).
+
+    Reads ``campaign.spend.all()``, so a list prefetches the rows instead of a query each.
+    """
+    today_day = store_day(campaign, now)
+    rows = {row.day: row for row in campaign.spend.all() if row.day in (TOTAL_DAY, today_day)}
     total = Usage.of(rows.get(TOTAL_DAY))
-    today = Usage.of(rows.get(store_day(campaign, now)))
+    today = Usage.of(rows.get(today_day))
     exhausted = sorted(
         {
             which

@@ -269,3 +269,16 @@ def test_two_workers_running_the_same_tick_at_once_send_each_shopper_once(shop):
     assert len(shoppers) == len(set(shoppers)) == 40
     run = CampaignRun.objects.get(campaign=campaign)
     assert (run.selected, run.sent) == (40, 40)
+
+
+def test_cart_events_do_not_fire_a_scheduled_campaign(shop):
+    scheduled_campaign(shop, audience={})
+
+    response = shop.client.post(
+        "/api/v1/events",
+        {"type": "cart_abandoned", "cart_id": "c1", "user_id": "ann", "cart": {"value": "80.00"}},
+        format="json",
+    )
+
+    assert response.status_code == 202
+    assert response.json()["interventions"] == []
