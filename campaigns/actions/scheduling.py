@@ -126,8 +126,12 @@ def current_slot(campaign: Campaign, now: datetime) -> datetime:
     return slot.astimezone(ZoneInfo("UTC"))
 
 
-def do_run_scheduled_campaign(campaign_id: int, now: datetime | None = None) -> CampaignRun | None:
-    """Run the campaign's current slot, or resume it; None when there is nothing to run."""
+def do_run_scheduled_campaign(
+    campaign_id: int, now: datetime | None = None, slot: datetime | None = None
+) -> CampaignRun | None:
+    """Run the campaign's current slot (or ``slot``, on a retry), or resume it; None when
+    there is nothing to run. A run another worker holds is returned untouched (see
+    ``held_elsewhere_for``)."""
     now = now or timezone.now()
     campaign = Campaign.objects.select_related("store").filter(pk=campaign_id).first()
     if campaign is None or campaign.kind != CampaignKind.SCHEDULED:
@@ -140,7 +144,7 @@ def do_run_scheduled_campaign(campaign_id: int, now: datetime | None = None) -> 
         RUNS.labels(outcome="not_running").inc()
         logger.info("campaign_run_skipped_not_running", campaign_id=campaign_id)
         return None
-    slot = current_slot(campaign, now)
+    slot = slot or current_slot(campaign, now)
     try:
         run, _ = CampaignRun.objects.get_or_create(campaign=campaign, slot=slot)
     except IntegrityError:
@@ -158,13 +162,25 @@ def do_run_scheduled_campaign(campaign_id: int, now: datetime | None = None) -> 
     try:
         send_run(campaign, run, now, lease)
     except Exception as exc:
-        CampaignRun.objects.filter(pk=run.pk).update(error=str(exc)[:500])
+        # Released at once, so the task's retry can take the run over without waiting.
+        CampaignRun.objects.filter(pk=run.pk).update(error=str(exc)[:500], lease_until=None)
         RUNS.labels(outcome="error").inc()
         logger.exception("campaign_run_failed", campaign_id=campaign_id, run_id=run.pk)
         raise
     RUNS.labels(outcome="finished").inc()
     run.refresh_from_db()
     return run
+
+
+def held_elsewhere_for(run: CampaignRun, now: datetime) -> float | None:
+    """Seconds until another worker's lease on this unfinished run expires, or None.
+
+    A worker process killed mid-run is requeued at once (reject_on_worker_lost) while
+    its lease still stands: the task retries after the lease rather than dropping the run.
+    """
+    if run.status != RunStatus.RUNNING or run.lease_until is None or run.lease_until <= now:
+        return None
+    return (run.lease_until - now).total_seconds()
 
 
 def send_run(campaign: Campaign, run: CampaignRun, now: datetime, lease: timedelta) -> None:

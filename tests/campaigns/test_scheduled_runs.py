@@ -5,11 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from celery.exceptions import Retry
 from django.db import connection, transaction
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns.actions import do_transition_campaign
+from campaigns.actions.scheduling import held_elsewhere_for
 from campaigns.models import Campaign, CampaignKind, CampaignRun, CampaignStatus
 from campaigns.tasks import run_scheduled_campaign
 from interventions.actions import do_send_campaign_chunk
@@ -229,6 +231,30 @@ def test_a_run_taken_over_after_its_worker_died_skips_who_was_decided(shop, sett
     )
 
 
+def test_a_requeued_tick_waits_for_a_dead_workers_lease_then_finishes_the_run(shop):
+    # Given a run every 5 minutes whose worker was killed at 10:00: its lease still stands
+    campaign = scheduled_campaign(shop, schedule_cron="*/5 * * * *")
+    for name in ("ann", "bob"):
+        abandoned(shop, name)
+    slot = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+    run = CampaignRun.objects.create(
+        campaign=campaign, slot=slot, lease_until=TEN_PARIS + timedelta(minutes=4)
+    )
+
+    # When Celery requeues the task at once, it sends nothing and asks to be retried later
+    with time_machine.travel(TEN_PARIS, tick=True), pytest.raises(Retry):
+        run_scheduled_campaign(campaign.pk)
+    assert not Intervention.objects.exists()
+    assert held_elsewhere_for(run, TEN_PARIS) == 240
+
+    # And the retry, past the lease and the 10:05 slot, finishes the 10:00 run
+    with time_machine.travel(TEN_PARIS + timedelta(minutes=6), tick=True):
+        run_scheduled_campaign(campaign.pk, slot=slot.isoformat())
+    run.refresh_from_db()
+    assert (run.status, run.sent) == ("finished", 2)
+    assert CampaignRun.objects.filter(campaign=campaign).count() == 1
+
+
 def test_a_tick_for_a_paused_campaign_sends_nothing(shop):
     campaign = scheduled_campaign(shop)
     abandoned(shop, "ann")
@@ -255,6 +281,8 @@ def test_two_workers_running_the_same_tick_at_once_send_each_shopper_once(shop):
         try:
             with time_machine.travel(TEN_PARIS, tick=True):
                 return run_scheduled_campaign(campaign.pk)
+        except Retry:
+            return "retry"  # the other worker held the run: this one retries after its lease
         finally:
             connection.close()
 
