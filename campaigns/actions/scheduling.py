@@ -126,6 +126,12 @@ def current_slot(campaign: Campaign, now: datetime) -> datetime:
     return slot.astimezone(ZoneInfo("UTC"))
 
 
+def slot_of(campaign_id: int, now: datetime) -> datetime | None:
+    """The slot a tick for this campaign at ``now`` is for (None: no such campaign)."""
+    campaign = Campaign.objects.select_related("store").filter(pk=campaign_id).first()
+    return current_slot(campaign, now) if campaign is not None else None
+
+
 def do_run_scheduled_campaign(
     campaign_id: int, now: datetime | None = None, slot: datetime | None = None
 ) -> CampaignRun | None:
@@ -158,6 +164,7 @@ def do_run_scheduled_campaign(
     if not claimed:
         RUNS.labels(outcome="already_claimed").inc()
         logger.info("campaign_run_already_claimed", campaign_id=campaign_id, run_id=run.pk)
+        run.refresh_from_db()
         return run
     try:
         send_run(campaign, run, now, lease)
