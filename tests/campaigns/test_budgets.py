@@ -131,7 +131,7 @@ def test_a_scheduled_run_stops_when_the_days_sends_are_spent(shop):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_sends_cannot_overshoot_the_budget(shop):
+def test_concurrent_sends_cannot_overshoot_the_budget(shop, tasks_queued_not_run):
     # Given a campaign allowed 3 sends, and no quiet hours
     shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
     shop.store.save()

@@ -268,7 +268,9 @@ def test_a_tick_for_a_paused_campaign_sends_nothing(shop):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_running_the_same_tick_at_once_send_each_shopper_once(shop):
+def test_two_workers_running_the_same_tick_at_once_send_each_shopper_once(
+    shop, tasks_queued_not_run
+):
     # Given a running scheduled campaign with 40 shoppers in its audience
     shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
     shop.store.save()
