@@ -8,10 +8,13 @@ from django.utils import timezone
 from interventions.actions import do_deliver, do_mark_delivered, do_sweep_stuck
 from interventions.models import DeliveryAttempt, Intervention, Status, transition
 from notifications.models import Suppression
+from tests.support.http_provider import DEAD_ADDRESS, REJECTED
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SHOPPER = {"email": "sam@example.test", "phone": "+33612345678", "timezone": "UTC"}
+# Without a template the personalization is the content; Twilio refuses an empty body.
+SMS_CONTENT = {"subject": "Still thinking?", "body": "Your cart is waiting"}
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +71,9 @@ def test_exhausted_retries_fall_back_to_the_next_channel(shop, provider, setting
     settings.DELIVERY_RETRY_BASE_DELAY = 0.01
     provider.scripted = [503] * 20
 
-    intervention = trigger(shop, channel="auto", user={**SHOPPER, "email": ""})
+    intervention = trigger(
+        shop, channel="auto", user={**SHOPPER, "email": ""}, personalization=SMS_CONTENT
+    )
 
     intervention.refresh_from_db()
     assert intervention.channel == "websocket"
@@ -78,21 +83,21 @@ def test_exhausted_retries_fall_back_to_the_next_channel(shop, provider, setting
 def test_permanent_error_falls_back_without_retrying(shop, provider):
     shop.store.fallback_chain = ["email", "sms"]
     shop.store.save()
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
 
-    intervention = trigger(shop, channel="auto")
+    intervention = trigger(shop, channel="auto", personalization=SMS_CONTENT)
 
     intervention.refresh_from_db()
     assert (intervention.channel, intervention.status) == ("sms", Status.SENT)
     assert [m["to"] for m in provider.received] == ["sam@example.test", "+33612345678"]
     assert (
-        "email failed permanently: http_400"
+        "email failed permanently: esp_422"
         in intervention.events.get(from_status="sending", to_status="queued").reason
     )
 
 
 def test_dead_address_is_suppressed_for_future_sends(shop, provider):
-    provider.scripted = [410]
+    provider.scripted = [DEAD_ADDRESS]
 
     first = trigger(shop)
     second = trigger(shop, personalization={"again": True})
@@ -175,7 +180,7 @@ def test_fallback_skips_a_channel_the_template_cannot_render(shop, provider):
     do_publish_version(template, version)
     shop.store.fallback_chain = ["email", "sms", "websocket"]
     shop.store.save()
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
 
     intervention = trigger(shop, channel="auto", template="email-only")
 
@@ -197,7 +202,7 @@ def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, prov
     opted_out.shopper.opted_out_channels = ["email"]
     opted_out.shopper.save()
     Intervention.objects.filter(pk__in=[*ids, opted_out.pk]).update(status=Status.QUEUED)
-    provider.scripted = [200, 400]  # the second send fails permanently
+    provider.scripted = [200, REJECTED]  # the second send fails permanently
 
     result = do_deliver_many([str(i) for i in [*ids, opted_out.pk]])
 
@@ -212,13 +217,13 @@ def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, prov
 
 
 def test_metrics_show_attempts_and_failure_reasons_from_every_process(shop, provider, client):
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
     trigger(shop)
 
     body = client.get("/metrics").content.decode()
 
     assert (
-        'engine_delivery_attempts_recent{channel="email",outcome="permanent_error",reason="http_400"} 1.0'
+        'engine_delivery_attempts_recent{channel="email",outcome="permanent_error",reason="esp_422"} 1.0'
         in body
     )
     assert 'engine_interventions{channel="email",status="failed"} 1.0' in body

@@ -34,7 +34,7 @@ def stack(tmp_path, shop):
     class Stack:
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         base = f"http://127.0.0.1:{web_port}"
-        env = engine_env(redis_url, provider.url, SWEEP_QUEUED_AFTER_SECONDS="5", SWEEP_SENDING_AFTER_SECONDS="2",
+        env = engine_env(redis_url, provider.environment(), SWEEP_QUEUED_AFTER_SECONDS="5", SWEEP_SENDING_AFTER_SECONDS="2",
                          SWEEPER_INTERVAL_SECONDS="1", SCHEDULER_INTERVAL_SECONDS="1")  # fmt: skip
         headers = {"Authorization": f"Api-Key {shop.api_key}"}
 
