@@ -149,6 +149,26 @@ def test_sweeper_never_resends_an_email_whose_worker_died_mid_send(shop, provide
     assert provider.received == []
 
 
+def test_sweeper_confirms_an_email_postmark_holds_instead_of_leaving_it_in_doubt(shop, provider):
+    # Given an email Postmark accepted, whose worker died before recording the answer
+    intervention = trigger(shop)
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.SENDING,
+        provider_message_id="",
+        updated_at=timezone.now() - timedelta(hours=1),
+    )
+
+    # When the sweeper settles it
+    counts = do_sweep_stuck()
+
+    # Then Postmark's message search confirms it as sent, with Postmark's id, and nothing is resent
+    intervention.refresh_from_db()
+    assert (counts["unconfirmed"], counts["confirmed"]) == (1, 1)
+    assert intervention.status == Status.SENT
+    assert intervention.provider_message_id == f"stub-{intervention.pk}"
+    assert len(provider.received) == 1
+
+
 def test_a_delivery_report_settles_an_unconfirmed_send(shop, provider):
     intervention = trigger(shop, scheduled_at=(timezone.now() + timedelta(minutes=5)).isoformat())
     Intervention.objects.filter(pk=intervention.pk).update(
