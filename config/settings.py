@@ -432,6 +432,9 @@ ANYMAIL = {
     "MAILGUN_SENDER_DOMAIN": env("MAILGUN_SENDER_DOMAIN", default=""),
     "MAILGUN_WEBHOOK_SIGNING_KEY": env("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
     "POSTMARK_SERVER_TOKEN": env("POSTMARK_SERVER_TOKEN", default=""),
+    # Postmark's API origin; anymail sends here and the transport's message search asks
+    # here (a stub provider in the end-to-end tests).
+    "POSTMARK_API_URL": env("POSTMARK_API_URL", default="https://api.postmarkapp.com/"),
     # SES takes boto3's usual AWS_* environment variables.
     "AMAZON_SES_CLIENT_PARAMS": {"region_name": env("AWS_REGION", default="us-east-1")},
     # "user:password" the ESP's webhook URL carries (basic auth), as anymail documents.
@@ -444,6 +447,8 @@ TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=10.0)
+# Where the SDK sends Messages API calls (a stub provider in the end-to-end tests).
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 SMS_MAX_SEGMENTS = env.int("SMS_MAX_SEGMENTS", default=3)
 SMS_HELP_TEXT = env(
     "SMS_HELP_TEXT", default="Cart reminders. Reply STOP to unsubscribe, START to resubscribe."
