@@ -194,3 +194,18 @@ def test_registry_down_still_shows_the_rest(two_stores, settings):
     assert response.status_code == 200
     assert figures["live"] is None
     assert figures["totals"]["converted"] == 1
+
+
+def test_the_page_loads_nothing_from_another_host(two_stores):
+    acme, _ = two_stores
+    marketer = admin_client("mia", acme=(acme, StoreRole.MARKETER))
+
+    page = marketer.get("/admin/").content.decode()
+
+    assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
+    assert "/static/tracking/vendor/chart.umd.min.js" in assets
+    assert "/static/tracking/dashboard.js" in assets
+    assert all(asset.startswith("/") and not asset.startswith("//") for asset in assets), assets
+    # The figures reach the scripts as JSON only: no inline script carries data.
+    inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", page)
+    assert inline == [' id="dashboard-figures" type="application/json"']
