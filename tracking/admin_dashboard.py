@@ -51,9 +51,7 @@ NONE = "n/a"
 
 class DashboardQuery(forms.Form):
     store = forms.UUIDField(required=False)
-    days = forms.TypedChoiceField(
-        choices=PERIODS, coerce=int, required=False, empty_value=DEFAULT_DAYS
-    )
+    days = forms.TypedChoiceField(choices=PERIODS, coerce=int, required=False, empty_value=None)
 
 
 class DashboardAdminSite(admin.AdminSite):
@@ -72,7 +70,7 @@ class DashboardAdminSite(admin.AdminSite):
         store = chosen_store(stores, query.cleaned_data["store"])
         context: dict[str, Any] = {"dashboard_stores": stores, "periods": PERIODS}
         if store is not None:
-            days = query.cleaned_data["days"]
+            days = query.cleaned_data["days"] or DEFAULT_DAYS
             shown = figures(store, days)
             context |= {"store": store, "days": days, "figures": shown, "tiles": tiles(shown)}
         return super().index(request, {**context, **(extra_context or {})})

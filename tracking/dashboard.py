@@ -23,7 +23,7 @@ from tracking.models import TrackingEvent
 TOP_CAMPAIGNS = 5
 # Reported by a provider after the send: the failures a send-time error never shows.
 PROVIDER_FAILURES = ("bounced", "complained", "failed")
-FAILED_OUTCOMES = {
+FAILED_OUTCOMES: dict[str, str] = {
     DeliveryAttempt.Outcome.PERMANENT_ERROR: "permanent",
     DeliveryAttempt.Outcome.TRANSIENT_ERROR: "transient",
     DeliveryAttempt.Outcome.WORKER_LOST: "worker lost",
