@@ -209,3 +209,15 @@ def test_the_page_loads_nothing_from_another_host(two_stores):
     # The figures reach the scripts as JSON only: no inline script carries data.
     inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", page)
     assert inline == [' id="dashboard-figures" type="application/json"']
+
+
+def test_a_campaign_name_cannot_break_out_of_the_embedded_json(shop):
+    recovered_order(shop, "</script><script>alert(1)</script>", "sam", "10.00")
+    marketer = admin_client("mia", acme=(shop.store, StoreRole.MARKETER))
+
+    page = marketer.get("/admin/").content.decode()
+
+    assert "<script>alert(1)" not in page
+    assert [row["name"] for row in embedded_figures(page)["campaigns"]] == [
+        "</script><script>alert(1)</script>"
+    ]
