@@ -55,6 +55,8 @@ class DashboardQuery(forms.Form):
 
 
 class DashboardAdminSite(admin.AdminSite):
+    """Django's admin site; its index page carries the dashboard."""
+
     index_template = "tracking/admin_dashboard.html"
     index_title = "Dashboard"
 

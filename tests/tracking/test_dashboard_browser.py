@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from stores.actions import do_create_store
 from stores.models import Store
 from tests.realtime.test_storefront_browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.support.processes import ROOT, Daphne
@@ -36,6 +37,7 @@ def demo(transactional_db):
     out = io.StringIO()
     call_command("seed_demo", stdout=out)
     seeded = json.loads(out.getvalue().strip().splitlines()[-1])
+    do_create_store(name="Second Shop")  # the superuser's menu has two; the marketer's none
     server = Daphne(DEMO_STOREFRONT_ENABLED="1")
     Store.objects.filter(name="Demo Store").update(allowed_origins=[server.url])
     server.start()
@@ -74,16 +76,30 @@ def test_marketer_lands_on_a_dashboard_whose_charts_show_the_demo_history(demo, 
             drawn = {canvas: (points, nonzero) for canvas, points, nonzero in page.evaluate(DRAWN)}
             live_tile = page.text_content("[data-tile=live] .dashboard-tile-value")
             store_shown = page.text_content(".dashboard-store")
+            marketer_page = page.content()
             page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+            # A superuser picks the store; the demo admin sees the same demo figures.
+            admin = browser.new_page(viewport={"width": 1400, "height": 900})
+            admin.set_default_timeout(20_000)
+            admin.goto(f"{server.url}/admin/login/?next=/admin/%3Fstore%3D{seeded['store_id']}")
+            admin.fill("#id_username", seeded["admin_user"])
+            admin.fill("#id_password", seeded["admin_password"])
+            admin.click("input[type=submit]")
+            admin.wait_for_selector("body[data-dashboard=ready]")
+            picked = admin.eval_on_selector("select[name=store]", "s => s.selectedOptions[0].text")
+            admin.screenshot(path=str(shots / "dashboard-superuser.png"))
         finally:
             browser.close()
 
     assert page.url == f"{server.url}/admin/", "the marketer lands on the dashboard"
     assert store_shown == "Demo Store"
+    assert "Second Shop" not in marketer_page
     assert sorted(drawn) == sorted(f"chart-{name}" for name in CHARTS)
     for name in CHARTS:
         points, nonzero = drawn[f"chart-{name}"]
         assert points > 0, f"{name}: no data points"
         assert nonzero > 0, f"{name}: only zeros"
     assert int(live_tile.strip()) >= 1
+    assert picked == "Demo Store"
     assert (shots / "dashboard.png").stat().st_size > 50_000
