@@ -132,6 +132,8 @@ SUPPRESSION_REASONS = (
 )
 # Not-yet-sent reminders whose shopper checked out first.
 CANCEL_SHARE = 0.05
+# Abandoned carts no campaign answered (under the minimum value, say).
+UNMATCHED_SHARE = 0.08
 SUPPRESS_SHARE = 0.17
 STOP_SHARE = 0.03
 ORGANIC_ORDERS_PER_DAY = 3
@@ -222,6 +224,9 @@ def _write_history(store: Store, today: date, now: datetime) -> Seeded:
                 items=[{"sku": f"SKU-{rng.randrange(100, 999)}", "quantity": rng.randint(1, 3)}],
                 abandoned_at=abandoned,
             )
+            if rng.random() < UNMATCHED_SHARE:
+                carts.append(cart)  # no campaign's conditions matched: nothing decided
+                continue
             plan = _pick_campaign(rng)
             draft = _decide(store, cart, shopper, plan, campaigns[plan.name], rng, now, blocked)
             if draft is None:
