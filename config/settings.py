@@ -47,7 +47,7 @@ CONTENT_URL_HOSTS = env.list("CONTENT_URL_HOSTS", default=[])
 INSTALLED_APPS = [
     "daphne",
     "config.apps.EngineConfig",
-    "django.contrib.admin",
+    "config.apps.EngineAdminConfig",  # django.contrib.admin with the dashboard as its index
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

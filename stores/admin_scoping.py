@@ -244,3 +244,11 @@ class StoreScopedTabularInline(StoreScoping, admin.TabularInline):
     def _parent_store_id(self, parent: Any) -> Any:
         parent_path = None if parent is None else store_path_to(type(parent))
         return None if parent_path is None else store_id_of(parent, parent_path)
+
+
+def readable_stores(request: HttpRequest) -> models.QuerySet[Store]:
+    """The stores whose figures the user may read (the admin dashboard): every store for a
+    superuser, else those of their memberships, whatever the role."""
+    if request.user.is_superuser:
+        return Store.objects.all()
+    return Store.objects.filter(pk__in=list(store_roles(request)))
