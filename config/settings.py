@@ -355,6 +355,13 @@ SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS = env.float(
     "SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS", default=30.0
 )
 ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
+# Lifetimes of the sealed link tokens in messages (docs/operations.md#link-tokens): the
+# cart link (a reminder sequence is days, not months), the open pixel (an open after
+# that says nothing about the campaign), and one-click unsubscribe (CAN-SPAM asks for
+# 30 days at least; people unsubscribe from old emails, and the token only opts out).
+RECOVERY_LINK_MAX_AGE_DAYS = env.int("RECOVERY_LINK_MAX_AGE_DAYS", default=14)
+OPEN_PIXEL_MAX_AGE_DAYS = env.int("OPEN_PIXEL_MAX_AGE_DAYS", default=90)
+UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env.int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", default=365)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
