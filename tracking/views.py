@@ -57,14 +57,15 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     try:
         intervention_id, signed_before_sealing = read_open_pixel_token(token)
     except InvalidLink:
-        intervention_id, signed_before_sealing = None, False
-    interventions = Intervention.objects.filter(pk=intervention_id)
-    if signed_before_sealing:
-        # Those tokens carry no issue time: the intervention's age stands in for it.
-        interventions = interventions.filter(
-            created_at__gte=timezone.now() - timedelta(days=settings.OPEN_PIXEL_MAX_AGE_DAYS)
-        )
-    intervention = interventions.first() if intervention_id else None
+        intervention = None
+    else:
+        interventions = Intervention.objects.filter(pk=intervention_id)
+        if signed_before_sealing:
+            # Those tokens carry no issue time: the intervention's age stands in for it.
+            interventions = interventions.filter(
+                created_at__gte=timezone.now() - timedelta(days=settings.OPEN_PIXEL_MAX_AGE_DAYS)
+            )
+        intervention = interventions.first()
     if intervention is not None:
         do_record_tracking_event(
             intervention, "opened", source="pixel", metadata={"channel": intervention.channel}
