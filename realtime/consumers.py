@@ -128,6 +128,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     store_id = ""
     user_id = ""
+    holder = ""  # whose connections are capped together (registry.holder_of)
     room = ""
     registered = False
 
@@ -154,6 +155,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             code = CLOSE_FORBIDDEN if refusal.problem == "mismatch" else CLOSE_UNAUTHENTICATED
             return await self.refuse(code, f"token_{refusal.problem}")
         self.store_id = claim.store_id
+        self.holder = registry.holder_of(self.room_kind, self.user_id, token)
         rules = await StoreRules.of(self.store_id)
         if rules is None:
             return await self.refuse(CLOSE_UNKNOWN_STORE, "unknown_store")
@@ -169,6 +171,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self.user_id,
                 self.channel_name,
                 rules.connection_limit,
+                self.holder,
             )
         except redis.RedisError as exc:
             logger.warning("websocket_registry_unreachable", error=str(exc))
@@ -176,7 +179,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if admitted == registry.STORE_LIMIT:
             return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "connection_limit")
         if admitted == registry.USER_LIMIT:
-            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "user_connection_limit")
+            reason = (
+                "user_connection_limit" if self.room_kind == "user" else "token_connection_limit"
+            )
+            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, reason)
         self.registered = True
         self.room = (
             replay.user_room(self.store_id, self.user_id)
@@ -238,7 +244,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.registered = False
         LIVE_CONNECTIONS.labels(self.room_kind).dec()
         await self.channel_layer.group_discard(self.room, self.channel_name)
-        await registry.unregister(self.store_id, self.user_id, self.channel_name)
+        await registry.unregister(self.store_id, self.holder, self.channel_name)
 
     # --- server → client ------------------------------------------------------
 
@@ -295,7 +301,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_IDLE)
                 return
             await self.send(text_data=frame_text("heartbeat", {}))
-            await registry.touch(self.store_id, self.user_id, self.channel_name)
+            await registry.touch(self.store_id, self.holder, self.channel_name)
             await asyncio.sleep(interval)
 
     # --- client → server ------------------------------------------------------
