@@ -18,6 +18,7 @@ import structlog
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
@@ -58,6 +59,10 @@ IDLE_CLOSED = Counter(
 )
 FRAMES_SENT = Counter(
     "engine_websocket_frames_sent_total", "Intervention frames sent, by how.", ["how"]
+)
+CATCH_UPS = Counter(
+    "engine_websocket_catch_ups_total",
+    "Connections that caught up from the replay stream after this process lost Redis.",
 )
 
 REMEMBERED_FRAMES = 1000
@@ -140,7 +145,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         token = query.get("token", [""])[0]
         resume_after = query.get("last_message_id", [""])[0]
         self.sent: OrderedDict[str, str] = OrderedDict()
-        self.last_heard = time.monotonic()
+        self.last_heard = self.caught_up_at = time.monotonic()
+        # Stream ids are milliseconds: a dashboard's catch-up starts no earlier than this.
+        self.connected_stream_id = f"{int(time.time() * 1000)}-0"
         self.keep_alive: asyncio.Task[None] | None = None
         self.budgets = {
             "resume": FrameBudget(settings.WS_RESUMES_PER_SECOND, 1),
@@ -302,7 +309,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return
             await self.send(text_data=frame_text("heartbeat", {}))
             await registry.touch(self.store_id, self.holder, self.channel_name)
+            # Two heartbeats past the process's last Redis failure: the subscription may
+            # come back a moment after Redis answers, so one catch-up could be too early.
+            if registry.last_failure() > self.caught_up_at - 2 * interval:
+                await self.catch_up()
             await asyncio.sleep(interval)
+
+    async def catch_up(self) -> None:
+        """Send what was published for this room while this process's pub/sub link was
+        down (and until it resubscribed): a shopper's unacknowledged interventions, or a
+        dashboard's frames since its last one. Without it they waited for a reconnect."""
+        try:
+            if self.room_kind == "user":
+                await self.send_pending()
+            else:
+                await self.replay_after(next(reversed(self.sent), self.connected_stream_id))
+        except (redis.RedisError, DatabaseError) as exc:
+            logger.info("websocket_catch_up_deferred", store_id=self.store_id, error=str(exc))
+            return
+        CATCH_UPS.inc()
+        self.caught_up_at = time.monotonic()
 
     # --- client → server ------------------------------------------------------
 

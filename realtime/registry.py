@@ -71,6 +71,21 @@ end
 return 1
 """
 
+# When this process last failed to reach Redis (monotonic; 0: never). A subscription
+# broken with the link misses what is published until channels_redis resubscribes, so
+# connections catch up from the replay stream once Redis answers again (consumers).
+_last_failure = 0.0
+
+
+def note_failure() -> None:
+    global _last_failure  # one per process, like the metric
+    _last_failure = time.monotonic()
+
+
+def last_failure() -> float:
+    return _last_failure
+
+
 ADMITTED = "admitted"
 STORE_LIMIT = "store_limit"
 USER_LIMIT = "user_limit"  # the holder's cap: a shopper's, or a store token's
@@ -173,6 +188,7 @@ class _Toucher:
                             pipe.expire(user, int(stale_after_seconds()) + 1)
                 await pipe.execute()
         except redis.RedisError as exc:
+            note_failure()
             REGISTRY_ERRORS.labels("touch").inc()
             logger.warning("websocket_registry_touch_failed", error=str(exc))
 
@@ -200,6 +216,7 @@ async def unregister(store_id: str, holder: str, channel_name: str) -> None:
                 pipe.zrem(user, channel_name)
             await pipe.execute()
     except redis.RedisError as exc:
+        note_failure()
         REGISTRY_ERRORS.labels("unregister").inc()
         logger.warning("websocket_registry_unregister_failed", store_id=store_id, error=str(exc))
 
