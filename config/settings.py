@@ -140,6 +140,10 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Connect storms open many sockets at once; redis-py's async default of 100 is too small.
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1000)
 
+# Every API request reads the cache (throttle counters): a Redis that accepts connections
+# but stops answering must cost a request at most this long, not hang its thread.
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=2.0)
+
 CACHES: dict[str, dict[str, object]]
 CHANNEL_LAYERS: dict[str, dict[str, object]]
 if EMBEDDED:
@@ -151,6 +155,10 @@ else:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ie",
+            "OPTIONS": {
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            },
         }
     }
     # One PUBLISH per send instead of the list-based layer's four round trips:
@@ -158,7 +166,18 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ie"},
+            # The subscriber polls with its own short timeout, so a socket timeout bounds
+            # publishes and reconnects without cutting idle subscriptions.
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                    }
+                ],
+                "prefix": "ie",
+            },
         }
     }
 
@@ -355,6 +374,13 @@ SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS = env.float(
     "SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS", default=30.0
 )
 ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
+# Lifetimes of the sealed link tokens in messages (docs/operations.md#link-tokens): the
+# cart link (a reminder sequence is days, not months), the open pixel (an open after
+# that says nothing about the campaign), and one-click unsubscribe (CAN-SPAM asks for
+# 30 days at least; people unsubscribe from old emails, and the token only opts out).
+RECOVERY_LINK_MAX_AGE_DAYS = env.int("RECOVERY_LINK_MAX_AGE_DAYS", default=14)
+OPEN_PIXEL_MAX_AGE_DAYS = env.int("OPEN_PIXEL_MAX_AGE_DAYS", default=90)
+UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env.int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", default=365)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
@@ -368,6 +394,7 @@ RETENTION_DAYS = {
     "intervention_history": env.int("RETENTION_INTERVENTION_HISTORY_DAYS", default=180),
     "tracking_events": env.int("RETENTION_TRACKING_EVENTS_DAYS", default=400),
     "finished_interventions": env.int("RETENTION_FINISHED_INTERVENTIONS_DAYS", default=400),
+    "webhook_receipts": env.int("RETENTION_WEBHOOK_RECEIPTS_DAYS", default=400),
 }
 # Rows deleted per statement (one short transaction each), and per kind per run.
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
@@ -395,6 +422,9 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4096)
 WS_REPLAY_WINDOW = env.int("WS_REPLAY_WINDOW", default=3600)
 # Live connections one shopper (one user token's room) may hold, within the store's limit.
 WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=5)
+# Live connections one store token may hold in the store room (a dashboard's tabs), so a
+# leaked store token cannot take the store's whole limit either.
+WS_MAX_CONNECTIONS_PER_STORE_TOKEN = env.int("WS_MAX_CONNECTIONS_PER_STORE_TOKEN", default=5)
 # Per connection: `resume` frames, and `tracking` frames (average per second, burst).
 # Frames beyond them get an `error` frame (`rate_limited`) and do nothing.
 WS_RESUMES_PER_SECOND = env.float("WS_RESUMES_PER_SECOND", default=1.0)
