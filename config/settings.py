@@ -196,6 +196,20 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("SWEEPER_INTERVAL_SECONDS", default=60.0),
         "options": {"queue": "scheduled", "expires": 120},
     },
+    # Rollups of the recent days, recounted from the raw rows (docs/analytics.md).
+    "refresh-recent-rollups": {
+        "task": "tracking.tasks.refresh_recent_rollups",
+        "schedule": env.float("ROLLUP_REFRESH_SECONDS", default=60.0),
+        "options": {"queue": "scheduled", "expires": 120},
+    },
+    # Once a day further back, for reports that arrive after ROLLUP_RECENT_DAYS (an email
+    # opened weeks later).
+    "refresh-older-rollups": {
+        "task": "tracking.tasks.refresh_recent_rollups",
+        "schedule": 86400.0,
+        "kwargs": {"days": env.int("ROLLUP_DAILY_DAYS", default=35)},
+        "options": {"queue": "scheduled", "expires": 3600},
+    },
     "prune-expired-rows": {
         "task": "interventions.tasks.prune_expired_rows",
         "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
@@ -358,6 +372,21 @@ ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
+# Analytics read daily rollups (docs/analytics.md): beat recounts the last
+# ROLLUP_RECENT_DAYS store days every ROLLUP_REFRESH_SECONDS. Four days cover the 72 h
+# attribution window plus a time-zone day.
+ROLLUP_RECENT_DAYS = env.int("ROLLUP_RECENT_DAYS", default=4)
+# Embedded mode runs no beat: recount the asked-for days on each analytics read instead.
+ROLLUP_REFRESH_ON_READ = env.bool("ROLLUP_REFRESH_ON_READ", default=EMBEDDED)
+# What one message costs per channel, for cost per conversion in /analytics/channels
+# (in CHANNEL_COST_CURRENCY; 0 means unknown and is not reported).
+CHANNEL_COSTS = {
+    "email": env.str("CHANNEL_COST_EMAIL", default="0.001"),
+    "sms": env.str("CHANNEL_COST_SMS", default="0.05"),
+    "push": env.str("CHANNEL_COST_PUSH", default="0.0001"),
+    "websocket": env.str("CHANNEL_COST_WEBSOCKET", default="0"),
+}
+CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------

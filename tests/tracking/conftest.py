@@ -1,4 +1,7 @@
 import pytest
+import time_machine
+
+from tracking.tasks import refresh_recent_rollups
 
 SAM = {"email": "sam@example.test", "timezone": "UTC"}
 
@@ -22,3 +25,10 @@ def track(session, intervention_id, event, **body):
     return session.client.post(
         f"/api/v1/track/{intervention_id}", {"event": event, **body}, format="json"
     )
+
+
+def rollups_refreshed(at):
+    """Beat's rollup recount, run at ``at``: the analytics endpoints read the rollups, which
+    see what the raw rows held when it last ran."""
+    with time_machine.travel(at, tick=False):
+        refresh_recent_rollups.apply()
