@@ -223,6 +223,16 @@ def channels(store: Store, filters: Filters) -> dict[str, Any]:
     }
 
 
+def campaigns(store: Store, filters: Filters) -> dict[str, Any]:
+    """The same figures per campaign (``None``: sends no campaign chose), side by side."""
+    groups = _ordered(_figures(store, filters, Cohort.SENT, "campaign_id", lambda pk: pk))
+    totals = _with_rates(_totals([row for _, row in groups]))
+    return {
+        "campaigns": [{"campaign": campaign, **_with_rates(row)} for campaign, row in groups],
+        "totals": totals,
+    }
+
+
 def conversion_funnel(store: Store, filters: Filters) -> dict[str, Any]:
     """Carts abandoned in the period, then the interventions decided in it, step by step."""
     _refresh_on_read(store, filters)
