@@ -74,7 +74,7 @@ class StoreAdmin(StoreScopedAdmin):
         links = [
             (
                 report,
-                f"{reverse('admin-analytics-csv', args=[report])}?{urlencode({'store': store.pk})}",
+                f"{reverse('admin-analytics-csv', args=[report])}?{urlencode({'store': str(store.pk)})}",
             )
             for report in ("performance", "channels", "campaigns", "conversion")
         ]

@@ -86,7 +86,8 @@ def _rollups(model: RollupModel, store: Store, filters: Filters, cohort: str) ->
     span = filters.span(ZoneInfo(store.timezone))
     rows = model.objects.filter(store=store, day__gte=span.first, day__lte=span.last)
     if model is not SuppressionRollup:
-        rows = rows.filter(cohort=cohort)
+        # Suppressions only exist on the decided day: they have no cohort.
+        rows = rows.filter(cohort=cohort)  # type: ignore[misc]
     if filters.campaign_id is not None:
         rows = rows.filter(campaign_id=filters.campaign_id)
     if filters.channel:

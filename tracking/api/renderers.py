@@ -1,6 +1,7 @@
 """``?format=csv`` (or ``Accept: text/csv``) on the analytics endpoints: the same figures
 as the JSON, one table (tracking.csv_export)."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.renderers import BaseRenderer
@@ -17,7 +18,7 @@ class AnalyticsCSVRenderer(BaseRenderer):
         self,
         data: Any,
         accepted_media_type: str | None = None,
-        renderer_context: dict[str, Any] | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         response = (renderer_context or {}).get("response")
         if response is not None and response.status_code >= 400:
