@@ -196,14 +196,20 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("SWEEPER_INTERVAL_SECONDS", default=60.0),
         "options": {"queue": "scheduled", "expires": 120},
     },
-    # Rollups of the recent days, recounted from the raw rows (docs/analytics.md).
+    # Rollups, recounted from the raw rows (docs/analytics.md): the last days often
+    # (opens and clicks come within hours), the attribution window less often (orders
+    # come up to 72 h later), a month daily (late stragglers).
     "refresh-recent-rollups": {
         "task": "tracking.tasks.refresh_recent_rollups",
         "schedule": env.float("ROLLUP_REFRESH_SECONDS", default=60.0),
         "options": {"queue": "scheduled", "expires": 120},
     },
-    # Once a day further back, for reports that arrive after ROLLUP_RECENT_DAYS (an email
-    # opened weeks later).
+    "refresh-window-rollups": {
+        "task": "tracking.tasks.refresh_recent_rollups",
+        "schedule": env.float("ROLLUP_WINDOW_REFRESH_SECONDS", default=600.0),
+        "kwargs": {"days": env.int("ROLLUP_WINDOW_DAYS", default=4)},
+        "options": {"queue": "scheduled", "expires": 1200},
+    },
     "refresh-older-rollups": {
         "task": "tracking.tasks.refresh_recent_rollups",
         "schedule": 86400.0,
@@ -373,9 +379,11 @@ ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
 # Analytics read daily rollups (docs/analytics.md): beat recounts the last
-# ROLLUP_RECENT_DAYS store days every ROLLUP_REFRESH_SECONDS. Four days cover the 72 h
-# attribution window plus a time-zone day.
-ROLLUP_RECENT_DAYS = env.int("ROLLUP_RECENT_DAYS", default=4)
+# ROLLUP_RECENT_DAYS store days every ROLLUP_REFRESH_SECONDS, and ROLLUP_WINDOW_DAYS (the
+# 72 h attribution window plus a time-zone day) every ROLLUP_WINDOW_REFRESH_SECONDS: a
+# recount costs in proportion to the sends of its days (docs/benchmarks.md).
+ROLLUP_RECENT_DAYS = env.int("ROLLUP_RECENT_DAYS", default=2)
+ROLLUP_WINDOW_DAYS = env.int("ROLLUP_WINDOW_DAYS", default=4)
 # Embedded mode runs no beat: recount the asked-for days on each analytics read instead.
 ROLLUP_REFRESH_ON_READ = env.bool("ROLLUP_REFRESH_ON_READ", default=EMBEDDED)
 # What one message costs per channel, for cost per conversion in /analytics/channels

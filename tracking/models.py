@@ -136,7 +136,7 @@ class DailyRollup(models.Model):
     refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["store", "cohort", "day", "id"]
+        ordering = ["store_id", "cohort", "day", "id"]
         indexes = [models.Index(fields=["store", "cohort", "day"])]
 
     def __str__(self) -> str:
@@ -164,7 +164,7 @@ class RevenueRollup(models.Model):
     refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["store", "cohort", "day", "id"]
+        ordering = ["store_id", "cohort", "day", "id"]
         indexes = [models.Index(fields=["store", "cohort", "day"])]
 
     def __str__(self) -> str:
@@ -186,7 +186,7 @@ class SuppressionRollup(models.Model):
     refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["store", "day", "id"]
+        ordering = ["store_id", "day", "id"]
         indexes = [models.Index(fields=["store", "day"])]
 
     def __str__(self) -> str:

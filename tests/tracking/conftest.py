@@ -1,5 +1,6 @@
 import pytest
 import time_machine
+from django.conf import settings
 
 from tracking.tasks import refresh_recent_rollups
 
@@ -28,7 +29,8 @@ def track(session, intervention_id, event, **body):
 
 
 def rollups_refreshed(at):
-    """Beat's rollup recount, run at ``at``: the analytics endpoints read the rollups, which
-    see what the raw rows held when it last ran."""
+    """Beat's rollup recounts (the recent days and the attribution window), run at ``at``:
+    the analytics endpoints read the rollups, which see what the raw rows held then."""
     with time_machine.travel(at, tick=False):
         refresh_recent_rollups.apply()
+        refresh_recent_rollups.apply(kwargs={"days": settings.ROLLUP_WINDOW_DAYS})

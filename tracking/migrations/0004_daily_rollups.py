@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
                 ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stores.store')),
             ],
             options={
-                'ordering': ['store', 'cohort', 'day', 'id'],
+                'ordering': ['store_id', 'cohort', 'day', 'id'],
                 'indexes': [models.Index(fields=['store', 'cohort', 'day'], name='tracking_da_store_i_a35173_idx')],
             },
         ),
@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
                 ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stores.store')),
             ],
             options={
-                'ordering': ['store', 'cohort', 'day', 'id'],
+                'ordering': ['store_id', 'cohort', 'day', 'id'],
                 'indexes': [models.Index(fields=['store', 'cohort', 'day'], name='tracking_re_store_i_1e7a17_idx')],
             },
         ),
@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
                 ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stores.store')),
             ],
             options={
-                'ordering': ['store', 'day', 'id'],
+                'ordering': ['store_id', 'day', 'id'],
                 'indexes': [models.Index(fields=['store', 'day'], name='tracking_su_store_i_3638fa_idx')],
             },
         ),
