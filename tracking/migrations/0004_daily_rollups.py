@@ -8,7 +8,9 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0002_lifecycle_variants_exposures'),
+        # campaigns 0001 (not the latest): the Campaign model is all it needs, and
+        # tests/campaigns/test_status_migration.py migrates campaigns back to 0001.
+        ('campaigns', '0001_initial'),
         ('stores', '0004_shopper_erasure'),
         ('tracking', '0003_conversion'),
     ]
