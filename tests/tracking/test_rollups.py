@@ -13,6 +13,7 @@ from campaigns.models import Campaign
 from interventions.models import Intervention, Status
 from tests.tracking.conftest import SAM, rollups_refreshed, send, track
 from tracking.models import Conversion, DailyRollup, RevenueRollup, SuppressionRollup, TrackingEvent
+from tracking.tasks import refresh_recent_rollups
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -197,3 +198,20 @@ def test_rollups_lag_until_beat_runs_then_catch_up(shop):
 def test_backfill_rejects_a_reversed_range(shop):
     with pytest.raises(CommandError, match="--since"):
         call_command("backfill_rollups", "--since=2026-03-10", "--until=2026-03-01")
+
+
+def test_an_open_weeks_later_shows_after_the_daily_pass_not_the_minutely_one(shop):
+    with time_machine.travel(MONDAY, tick=False):
+        email = send(shop, user_id="sam", cart_id="c-1")
+    rollups_refreshed(MONDAY + timedelta(hours=1))
+    weeks_later = MONDAY + timedelta(days=20)
+    track(shop, email, "opened", occurred_at=weeks_later.isoformat())
+    url = "/api/v1/analytics/performance?since=2026-03-02&until=2026-03-02"
+
+    rollups_refreshed(weeks_later + timedelta(minutes=1))
+    after_minutely = shop.client.get(url).json()["totals"]["opened"]
+    with time_machine.travel(weeks_later + timedelta(hours=1), tick=False):
+        refresh_recent_rollups.apply(kwargs={"days": 35})
+    after_daily = shop.client.get(url).json()["totals"]["opened"]
+
+    assert (after_minutely, after_daily) == (0, 1)
