@@ -215,6 +215,26 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("SWEEPER_INTERVAL_SECONDS", default=60.0),
         "options": {"queue": "scheduled", "expires": 120},
     },
+    # Rollups, recounted from the raw rows (docs/analytics.md): the last days often
+    # (opens and clicks come within hours), the attribution window less often (orders
+    # come up to 72 h later), a month daily (late stragglers).
+    "refresh-recent-rollups": {
+        "task": "tracking.tasks.refresh_recent_rollups",
+        "schedule": env.float("ROLLUP_REFRESH_SECONDS", default=60.0),
+        "options": {"queue": "scheduled", "expires": 120},
+    },
+    "refresh-window-rollups": {
+        "task": "tracking.tasks.refresh_recent_rollups",
+        "schedule": env.float("ROLLUP_WINDOW_REFRESH_SECONDS", default=600.0),
+        "kwargs": {"days": env.int("ROLLUP_WINDOW_DAYS", default=4)},
+        "options": {"queue": "scheduled", "expires": 1200},
+    },
+    "refresh-older-rollups": {
+        "task": "tracking.tasks.refresh_recent_rollups",
+        "schedule": 86400.0,
+        "kwargs": {"days": env.int("ROLLUP_DAILY_DAYS", default=35)},
+        "options": {"queue": "scheduled", "expires": 3600},
+    },
     "prune-expired-rows": {
         "task": "interventions.tasks.prune_expired_rows",
         "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
@@ -384,6 +404,23 @@ UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env.int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", default
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
+# Analytics read daily rollups (docs/analytics.md): beat recounts the last
+# ROLLUP_RECENT_DAYS store days every ROLLUP_REFRESH_SECONDS, and ROLLUP_WINDOW_DAYS (the
+# 72 h attribution window plus a time-zone day) every ROLLUP_WINDOW_REFRESH_SECONDS: a
+# recount costs in proportion to the sends of its days (docs/benchmarks.md).
+ROLLUP_RECENT_DAYS = env.int("ROLLUP_RECENT_DAYS", default=2)
+ROLLUP_WINDOW_DAYS = env.int("ROLLUP_WINDOW_DAYS", default=4)
+# Embedded mode runs no beat: recount the asked-for days on each analytics read instead.
+ROLLUP_REFRESH_ON_READ = env.bool("ROLLUP_REFRESH_ON_READ", default=EMBEDDED)
+# What one message costs per channel, for cost per conversion in /analytics/channels
+# (in CHANNEL_COST_CURRENCY; 0 means unknown and is not reported).
+CHANNEL_COSTS = {
+    "email": env.str("CHANNEL_COST_EMAIL", default="0.001"),
+    "sms": env.str("CHANNEL_COST_SMS", default="0.05"),
+    "push": env.str("CHANNEL_COST_PUSH", default="0.0001"),
+    "websocket": env.str("CHANNEL_COST_WEBSOCKET", default="0"),
+}
+CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------

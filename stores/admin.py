@@ -7,7 +7,9 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models
 from django.db.models.fields.related import RelatedField
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
@@ -59,9 +61,29 @@ class StoreAdmin(StoreScopedAdmin):
     store_path = "pk"
     managing_role = StoreRole.OWNER
     audited = frozenset({"added", "changed", "deleted"})
-    list_display = ["name", "id", "timezone", "probability_threshold", "frequency_cap_per_hour"]
+    list_display = [
+        "name",
+        "id",
+        "timezone",
+        "probability_threshold",
+        "frequency_cap_per_hour",
+        "analytics_csv",
+    ]
     search_fields = ["name", "id"]
     inlines = [MembershipOfStoreInline]
+
+    @admin.display(description="Analytics (last 30 days)")
+    def analytics_csv(self, store: Store) -> str:
+        links = [
+            (
+                report,
+                f"{reverse('admin-analytics-csv', args=[report])}?{urlencode({'store': str(store.pk)})}",
+            )
+            for report in ("performance", "channels", "campaigns", "conversion")
+        ]
+        return format_html_join(
+            " · ", '<a href="{}">{} CSV</a>', ((url, name) for name, url in links)
+        )
 
     # Creating or deleting a tenant is an operator's job, not a store owner's.
     def has_add_permission(self, request: HttpRequest) -> bool:

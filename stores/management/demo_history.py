@@ -45,6 +45,7 @@ from stores.models import Shopper, Store
 from tracking.actions import Order, do_record_conversion, do_record_tracking_event
 from tracking.actions import do_record_tracking_events as record_tracking_rows
 from tracking.models import Conversion
+from tracking.rollups import do_backfill_rollups
 
 DAYS = 28
 SHOPPERS = 420
@@ -185,7 +186,14 @@ def do_seed_demo_history(store: Store, now: datetime | None = None) -> Seeded:
         return Seeded(skipped=True)
     with transaction.atomic():
         _delete_history(store)
-        return _write_history(store, today, now)
+        seeded = _write_history(store, today, now)
+    # Beat recounts only the last few days: the weeks of history need their rollups
+    # counted once, or the dashboard would show only the tail of the story.
+    for _ in do_backfill_rollups(
+        today - timedelta(days=DAYS + 1), today + timedelta(days=1), store_ids=[store.pk]
+    ):
+        pass
+    return seeded
 
 
 def _delete_history(store: Store) -> None:
