@@ -5,6 +5,7 @@ A layer of its own above ``interventions.actions`` (it checks templates through 
 trigger path in ``interventions.actions.events`` needs only ``campaigns.models``.
 """
 
+from campaigns.actions.allocation import active_promotion, do_promote, do_undo_promotion
 from campaigns.actions.lifecycle import (
     COMMANDS,
     CampaignConflict,
@@ -17,8 +18,21 @@ from campaigns.actions.lifecycle import (
 )
 from campaigns.actions.results import NoExperiment, campaign_results
 from campaigns.actions.rules import check_campaign
+from campaigns.actions.snapshots import (
+    do_refresh_results,
+    latest_results,
+    lift_series,
+    live_experiment_ids,
+)
 
 __all__ = [
+    "active_promotion",
+    "do_promote",
+    "do_refresh_results",
+    "do_undo_promotion",
+    "latest_results",
+    "lift_series",
+    "live_experiment_ids",
     "COMMANDS",
     "CampaignConflict",
     "NoExperiment",

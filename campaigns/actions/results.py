@@ -5,12 +5,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import DecimalField, Exists, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from campaigns.experiments.assignment import HOLDOUT
-from campaigns.experiments.statistics import ArmData, results
-from campaigns.models import Campaign, CampaignStatus, Exposure
+from campaigns.experiments.statistics import AnalysisSettings, ArmData, results
+from campaigns.models import AllocationChange, Campaign, CampaignStatus, Exposure
 from interventions.models import Cart
 
 
@@ -58,6 +59,44 @@ def arm_data(campaign: Campaign) -> dict[str, ArmData]:
     }
 
 
+def analysis_settings() -> AnalysisSettings:
+    """The guards before any verdict (and so before any automatic promotion), from settings."""
+    return AnalysisSettings(
+        min_exposures_per_arm=settings.EXPERIMENT_MIN_EXPOSURES_PER_ARM,
+        min_runtime=timedelta(hours=settings.EXPERIMENT_MIN_RUNTIME_HOURS),
+    )
+
+
+def split_in_force(campaign: Campaign, treated_exposures: int) -> dict[str, float]:
+    """The arms' weights averaged over the treated exposures each split received.
+
+    While the split never changed this is the variants' weights. After bandit re-weighting, a
+    promotion or its undo, each ``AllocationChange`` holds the split from then on and how many
+    treated shoppers came before it, so the sample-ratio check expects what was configured
+    when each shopper arrived rather than flagging the change itself as a mismatch.
+    """
+    configured = campaign.configured_weights()
+    changes = list(campaign.allocations.all())
+    if not changes or treated_exposures <= 0:
+        return configured
+    periods: list[tuple[int, dict[str, Any]]] = [(0, configured)]
+    periods += [(c.treated_exposures_before, c.weights) for c in changes]
+    averaged = dict.fromkeys(configured, 0.0)
+    for index, (start, weights) in enumerate(periods):
+        end = periods[index + 1][0] if index + 1 < len(periods) else treated_exposures
+        shoppers = max(min(end, treated_exposures) - start, 0)
+        if set(weights) != set(configured):
+            # A split recorded for arms since edited away: the marketer's split stands in.
+            weights = configured
+        for key in configured:
+            averaged[key] += shoppers * float(weights[key])
+    total = sum(averaged.values())
+    if total <= 0:
+        return configured
+    # Rescaled to sum to exactly 100, as results() expects of arm weights.
+    return {key: 100.0 * value / total for key, value in averaged.items()}
+
+
 def campaign_results(campaign: Campaign, now: datetime) -> dict[str, Any]:
     """The results document (docs/campaigns.md); a completed campaign's frozen one."""
     if not campaign.has_experiment:
@@ -76,11 +115,11 @@ def campaign_results(campaign: Campaign, now: datetime) -> dict[str, Any]:
     holdout = observed.get(HOLDOUT)
     if holdout is None and campaign.holdout_percent:
         holdout = ArmData(HOLDOUT, 0, 0, Decimal(0), Decimal(0))
-    weights: dict[str, float] = {v["key"]: float(v["weight"]) for v in campaign.variants}
+    weights = split_in_force(campaign, sum(arm.exposures for arm in arms))
     if campaign.holdout_percent or holdout is not None:
         weights[HOLDOUT] = float(campaign.holdout_percent)
     started_at = campaign.launched_at or campaign.created_at
-    document = results(arms, holdout, weights, keys[0], started_at, now)
+    document = results(arms, holdout, weights, keys[0], started_at, now, analysis_settings())
     return {
         "campaign": campaign.pk,
         "status": campaign.status,
