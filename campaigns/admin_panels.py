@@ -225,12 +225,12 @@ def lift_chart(series: list[dict[str, Any]]) -> SafeString:
         '<svg class="lift-chart" role="img" aria-label="Cumulative lift over time" '
         'xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
         '<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/>'
-        '<line x1="{left}" x2="{right}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#888" '
+        '<line x1="{left}" x2="{right}" y1="{zero}" y2="{zero}" stroke="#888" '
         'stroke-dasharray="4 3"/>'
         '<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#444"/>'
-        '<text x="{label_x}" y="{top_label:.1f}" font-size="11" text-anchor="end">{high}</text>'
-        '<text x="{label_x}" y="{zero_label:.1f}" font-size="11" text-anchor="end">0%</text>'
-        '<text x="{label_x}" y="{bottom:.1f}" font-size="11" text-anchor="end">{low}</text>'
+        '<text x="{label_x}" y="{top_label}" font-size="11" text-anchor="end">{high}</text>'
+        '<text x="{label_x}" y="{zero_label}" font-size="11" text-anchor="end">0%</text>'
+        '<text x="{label_x}" y="{bottom}" font-size="11" text-anchor="end">{low}</text>'
         '<text x="{left}" y="{date_y}" font-size="11">{start}</text>'
         '<text x="{right}" y="{date_y}" font-size="11" text-anchor="end">{end}</text>'
         "{shapes}{legend}</svg>",
@@ -240,10 +240,10 @@ def lift_chart(series: list[dict[str, Any]]) -> SafeString:
         right=CHART_WIDTH - MARGIN_RIGHT,
         top=MARGIN_TOP,
         bottom=CHART_HEIGHT - MARGIN_BOTTOM,
-        zero=zero,
+        zero=f"{zero:.1f}",
         label_x=MARGIN_LEFT - 6,
         top_label=MARGIN_TOP + 10,
-        zero_label=zero + 4,
+        zero_label=f"{zero + 4:.1f}",
         high=percent(high, True),
         low=percent(low, True),
         date_y=CHART_HEIGHT - MARGIN_BOTTOM + 18,
