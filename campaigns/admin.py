@@ -88,8 +88,8 @@ class VariantsWidget(forms.Widget):
         for row, variant in enumerate(rows):
             field = f"{name}-{row}"
             cells = [
-                text_input(f"{field}-key", variant.get("key"), "control", 12),
-                text_input(f"{field}-weight", number(variant.get("weight")), "50", 5),
+                text_input(f"{field}-key", variant.get("key"), "control" if row == 0 else "", 12),
+                text_input(f"{field}-weight", number(variant.get("weight")), "", 5),
                 select(f"{field}-template_key", variant.get("template_key"), templates),
                 select(f"{field}-channel", variant.get("channel"), channels),
                 text_input(f"{field}-discount_percent", variant.get("discount_percent"), "", 5),

@@ -148,7 +148,7 @@ def results_panel(
         ),
         promoted,
         lift_chart(series),
-        document.get("computed_at", ""),
+        (document.get("computed_at") or "")[:16].replace("T", " ") + " UTC",
         "; frozen at completion" if campaign.results is not None else "",
         document["goal"],
     )
