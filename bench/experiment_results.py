@@ -91,7 +91,10 @@ def main() -> None:
     if not options.reuse:
         prepare_database()
     os.environ.update(
-        DATABASE_URL=URL, ALLOW_DEV_SECRET_KEY="1", LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="config.settings"
+        DATABASE_URL=URL,
+        ALLOW_DEV_SECRET_KEY="1",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
     )
     sys.path.insert(0, str(ROOT))
     import django
@@ -113,7 +116,7 @@ def main() -> None:
     measure(campaign, options.repeat, actions)
 
 
-def create_and_seed(exposures, Store, Campaign, CampaignStatus, timezone):  # noqa: N803
+def create_and_seed(exposures, Store, Campaign, CampaignStatus, timezone):
     store = Store.objects.create(name="Bench")
     launched = timezone.now() - timedelta(days=17)
     campaign = Campaign.objects.create(
@@ -152,8 +155,10 @@ def measure(campaign, repeat, actions):
         )
     print(f"  decision: {document['decision']}")
     print("results computation (s): " + ", ".join(f"{t:.2f}" for t in timings))
-    print(f"best {min(timings):.2f} s; Python heap peak {heap_peak / 2**20:.1f} MiB; "
-          f"peak RSS growth {rss_growth / 1024:.1f} MiB")
+    print(
+        f"best {min(timings):.2f} s; Python heap peak {heap_peak / 2**20:.1f} MiB; "
+        f"peak RSS growth {rss_growth / 1024:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

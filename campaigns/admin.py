@@ -23,8 +23,8 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from campaigns import actions
-from campaigns.admin_panels import results_panel, table, variant_previews
-from campaigns.experiments.assignment import HOLDOUT
+from campaigns.actions.rules import MAX_VARIANTS
+from campaigns.admin_panels import NONE_SHOWN, results_panel, table, variant_previews
 from campaigns.models import (
     DEFAULT_ATTRIBUTION_WINDOW_HOURS,
     DEFAULT_BANDIT_FLOOR_PERCENT,
@@ -32,7 +32,6 @@ from campaigns.models import (
     Campaign,
     CampaignChannel,
 )
-from campaigns.actions.rules import MAX_VARIANTS
 from stores.admin_scoping import StoreScopedAdmin, store_ids_granting
 from stores.models import StoreRole
 from templates.models import Template
@@ -63,7 +62,9 @@ class VariantsWidget(forms.Widget):
         if any(key.startswith(prefix) for key in data):
             rows = []
             for row in range(MAX_VARIANTS + SPARE_VARIANT_ROWS):
-                values = {c: (data.get(f"{prefix}{row}-{c}") or "").strip() for c in VARIANT_COLUMNS}
+                values = {
+                    c: (data.get(f"{prefix}{row}-{c}") or "").strip() for c in VARIANT_COLUMNS
+                }
                 if any(values.values()):
                     rows.append(values)
             return rows
@@ -95,12 +96,14 @@ class VariantsWidget(forms.Widget):
                 text_input(f"{field}-discount_percent", variant.get("discount_percent"), "", 5),
                 text_input(f"{field}-delay_minutes", variant.get("delay_minutes"), "", 5),
             ]
-            body.append(format_html("<tr>{}</tr>", SafeString("".join(f"<td>{c}</td>" for c in cells))))
+            body.append(
+                format_html("<tr>{}</tr>", SafeString("".join(f"<td>{c}</td>" for c in cells)))
+            )
         return format_html(
             '<table class="variants-editor"><thead><tr><th>Key</th><th>Weight %</th>'
             "<th>Template</th><th>Channel</th><th>Discount %</th><th>Delay (min)</th></tr>"
             "</thead><tbody>{}</tbody></table>"
-            "<p class=\"help\">The first variant is the control. Weights are percents of "
+            '<p class="help">The first variant is the control. Weights are percents of '
             "the treated shoppers and must sum to 100. Empty fields use the campaign's. "
             "Clear a row's key and weight to remove it; save to get more blank rows.</p>",
             SafeString("".join(body)),
@@ -129,7 +132,12 @@ def select(name: str, value: Any, choices: list[tuple[str, str]]) -> SafeString:
     if value and value not in known:
         choices = [*choices, (value, f"{value} (unknown)")]
     options = "".join(
-        format_html('<option value="{}"{}>{}</option>', key, " selected" if key == (value or "") else "", label)
+        format_html(
+            '<option value="{}"{}>{}</option>',
+            key,
+            " selected" if key == (value or "") else "",
+            label,
+        )
         for key, label in choices
     )
     return format_html('<select name="{}" id="id_{}">{}</select>', name, name, SafeString(options))
@@ -216,7 +224,7 @@ class CampaignAdminForm(forms.ModelForm):
                 self.fields[name].required = False
         if "variants" in self.fields:
             widget = self.fields["variants"].widget
-            widget.template_choices = self.template_choices  # type: ignore[attr-defined]
+            widget.template_choices = self.template_choices
         if "template_key" in self.fields:
             current = self.instance.template_key if self.instance.pk else ""
             choices = [("", "(none: the shopper gets the default content)"), *self.template_choices]
@@ -366,17 +374,20 @@ class CampaignAdmin(StoreScopedAdmin):
         ("History", {"fields": ["changes_panel"]}),
     ]
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
         # The templates the marketer may pick: published ones of the campaign's store, or of
         # any store they manage while the store is not chosen yet.
-        store_ids = [obj.store_id] if obj is not None else store_ids_granting(request, StoreRole.MARKETER)
+        store_ids = (
+            [obj.store_id] if obj is not None else store_ids_granting(request, StoreRole.MARKETER)
+        )
         published = Template.objects.filter(published_version__isnull=False).order_by("key")
         if not request.user.is_superuser or obj is not None:
             published = published.filter(store_id__in=store_ids)
-        form.template_choices = [
-            (key, key) for key in dict.fromkeys(published.values_list("key", flat=True))
-        ]
+        choices = [(key, key) for key in dict.fromkeys(published.values_list("key", flat=True))]
+        setattr(form, "template_choices", choices)  # noqa: B010 (a class modelform_factory made)
         return form
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -427,7 +438,13 @@ class CampaignAdmin(StoreScopedAdmin):
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
 
     def render_change_form(
-        self, request: HttpRequest, context: dict[str, Any], *args: Any, obj: Any = None, **kwargs: Any
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
     ) -> Any:
         if obj is not None and self.has_change_permission(request, obj):
             context["campaign_commands"] = [
@@ -435,7 +452,7 @@ class CampaignAdmin(StoreScopedAdmin):
                 for command, label in PAGE_COMMANDS.items()
                 if self.command_applies(obj, command)
             ]
-        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @staticmethod
     def command_applies(campaign: Campaign, command: str) -> bool:
@@ -449,7 +466,7 @@ class CampaignAdmin(StoreScopedAdmin):
     @admin.display(description="Live split")
     def live_split(self, campaign: Campaign) -> str:
         if campaign.pk is None or not campaign.has_experiment:
-            return "–"
+            return NONE_SHOWN
         weights = campaign.arm_weights()
         shown = ", ".join(f"{key} {weight:.1f}%" for key, weight in weights.items())
         if campaign.live_weights is None:

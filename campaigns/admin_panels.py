@@ -17,6 +17,7 @@ from templates.rendering import CHANNEL_FIELDS, RenderError
 ARM_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442"]
 CHART_WIDTH, CHART_HEIGHT = 640, 240
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 16, 16, 36
+NONE_SHOWN = "\u2013"  # an en dash, as the admin shows an empty value
 VERDICTS = {
     "collecting": "Collecting data",
     "significant": "Significant",
@@ -27,7 +28,7 @@ VERDICTS = {
 
 def percent(value: float | None, signed: bool = False) -> str:
     if value is None:
-        return "–"
+        return NONE_SHOWN
     return f"{value * 100:+.1f}%" if signed else f"{value * 100:.2f}%"
 
 
@@ -59,14 +60,14 @@ def arm_rows(document: dict[str, Any]) -> list[list[Any]]:
                 "control"
                 if lift is None and variant["key"] == document.get("control")
                 else (
-                    "–"
+                    NONE_SHOWN
                     if lift is None
                     else f"{percent(lift['estimate'], True)} "
                     f"[{percent(lift['ci_low'], True)}, {percent(lift['ci_high'], True)}]"
                 ),
                 percent(variant["chance_to_win"]),
-                "–" if variant["p_value"] is None else f"{variant['p_value']:.4f}",
-                "–"
+                NONE_SHOWN if variant["p_value"] is None else f"{variant['p_value']:.4f}",
+                NONE_SHOWN
                 if not sequential
                 else f"[{percent(sequential['ci_low'], True)}, {percent(sequential['ci_high'], True)}]"
                 + (" conclusive" if sequential["conclusive"] else ""),
@@ -82,9 +83,9 @@ def arm_rows(document: dict[str, Any]) -> list[list[Any]]:
                 holdout["conversions"],
                 percent(holdout["conversions"] / holdout["exposures"])
                 if holdout["exposures"]
-                else "–",
+                else NONE_SHOWN,
                 holdout["revenue"],
-                "–"
+                NONE_SHOWN
                 if lift is None
                 else f"treated {percent(lift['estimate'], True)} "
                 f"[{percent(lift['ci_low'], True)}, {percent(lift['ci_high'], True)}]",

@@ -39,12 +39,15 @@ def do_apply_allocation(campaign: Campaign, document: dict[str, Any], now: datet
     conclusive winner when the campaign asks for it."""
     if campaign.mode == AllocationMode.BANDIT:
         do_reweight_bandit(campaign, document, now)
-    elif campaign.auto_promote and promotion_winner(document) is not None:
-        if not campaign.promotions.filter(undone_at__isnull=True).exists():
-            try:
-                do_promote(campaign, document, AUTO_PROMOTION_ACTOR, now)
-            except CampaignConflict as exc:
-                logger.info("campaign_promotion_skipped", campaign_id=campaign.pk, reason=str(exc))
+    elif (
+        campaign.auto_promote
+        and promotion_winner(document) is not None
+        and active_promotion(campaign) is None
+    ):
+        try:
+            do_promote(campaign, document, AUTO_PROMOTION_ACTOR, now)
+        except CampaignConflict as exc:
+            logger.info("campaign_promotion_skipped", campaign_id=campaign.pk, reason=str(exc))
 
 
 def promotion_winner(document: dict[str, Any]) -> str | None:

@@ -35,7 +35,7 @@ LEFT JOIN LATERAL (
     WHERE c.shopper_id = e.shopper_id
       AND c.converted_at IS NOT NULL
       AND c.converted_at >= e.exposed_at
-      AND c.converted_at <= e.exposed_at + %(window)s
+      AND c.converted_at <= e.exposed_at + make_interval(hours => %(hours)s)
 ) w ON TRUE
 WHERE e.campaign_id = %(campaign)s
 GROUP BY e.arm
@@ -46,9 +46,8 @@ ORDER BY e.arm
 def arm_data(campaign: Campaign) -> dict[str, ArmData]:
     """Per arm (and ``"holdout"``): exposures, converted shoppers, revenue, revenue²."""
     sql = ARM_TOTALS_SQL.format(exposure=Exposure._meta.db_table, cart=Cart._meta.db_table)
-    window = timedelta(hours=campaign.attribution_window_hours)
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"window": window, "campaign": campaign.pk})
+        cursor.execute(sql, {"hours": campaign.attribution_window_hours, "campaign": campaign.pk})
         rows = cursor.fetchall()
     return {
         arm: ArmData(arm, exposures, conversions, Decimal(revenue_sum), Decimal(squares))

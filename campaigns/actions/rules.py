@@ -122,10 +122,18 @@ def check_optimisation(values: Mapping[str, Any], arms: int) -> None:
         raise ValidationError({"mode": ["A bandit needs at least two variants."]})
     if values.get("auto_promote"):
         raise ValidationError(
-            {"auto_promote": ["A bandit already moves traffic to the best arm: use one or the other."]}
+            {
+                "auto_promote": [
+                    "A bandit already moves traffic to the best arm: use one or the other."
+                ]
+            }
         )
     floor = values.get("bandit_floor_percent")
     if floor is not None and not 0 < float(floor) <= 100.0 / arms:
         raise ValidationError(
-            {"bandit_floor_percent": [f"Must be above 0 and at most {100.0 / arms:g} for {arms} arms."]}
+            {
+                "bandit_floor_percent": [
+                    f"Must be above 0 and at most {100.0 / arms:g} for {arms} arms."
+                ]
+            }
         )

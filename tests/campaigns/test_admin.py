@@ -9,7 +9,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import actions
-
 from campaigns.models import Campaign, CampaignChange, CampaignStatus, Exposure
 from stores.actions import do_grant_store_membership, do_upsert_shopper
 from stores.models import StoreRole
@@ -229,7 +228,8 @@ def test_buttons_launch_refresh_and_complete_from_the_page(shop, marketer):
     # Given a draft with a split
     campaign = draft(shop, variants=[{"key": "a", "weight": 50.0}, {"key": "b", "weight": 50.0}])
     page = marketer.get(change_url(campaign)).content.decode()
-    assert 'value="launch"' in page and 'value="pause"' not in page
+    assert 'value="launch"' in page
+    assert 'value="pause"' not in page
 
     # When the marketer presses Launch, then Refresh results, then Complete
     launched = marketer.post(command_url(campaign, "launch"), follow=True).content.decode()

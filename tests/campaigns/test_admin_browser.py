@@ -143,9 +143,7 @@ def test_marketer_creates_a_test_launches_it_and_reads_the_results(
             page.locator("fieldset:has(.results-panel)").screenshot(
                 path=str(shots / "campaign-results.png")
             )
-            page.locator(".campaign-commands").screenshot(
-                path=str(shots / "campaign-buttons.png")
-            )
+            page.locator(".campaign-commands").screenshot(path=str(shots / "campaign-buttons.png"))
         finally:
             browser.close()
 
