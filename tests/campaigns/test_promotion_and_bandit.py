@@ -223,3 +223,19 @@ def test_bad_optimisation_settings_are_a_400_naming_the_field(shop, fields, fiel
 
     assert response.status_code == 400, response.content
     assert field in response.content.decode()
+
+
+def test_after_a_promotion_the_sample_ratio_check_expects_the_new_split(shop):
+    # Given a promoted winner, after which 1,000 more shoppers all went to b
+    campaign = experiment(shop, auto_promote=True)
+    clear_winner(campaign)
+    refresh(shop, campaign)
+    expose(campaign, "b", 1000, 200, timezone.now() - timedelta(hours=3), prefix="after")
+
+    # When the results are computed again
+    document = refresh(shop, campaign)
+
+    # Then 2,000 vs 3,000 is what the splits in force predicted: no mismatch, no lost verdict
+    assert [v["exposures"] for v in document["variants"]] == [2000, 3000]
+    assert document["srm"]["ok"] is True
+    assert document["decision"]["status"] == "significant"
