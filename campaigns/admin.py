@@ -316,6 +316,9 @@ PAGE_COMMANDS: dict[str, str] = {
 class CampaignAdmin(StoreScopedAdmin):
     form = CampaignAdminForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
+    # Saves and lifecycle actions go through campaigns.actions, which record their own
+    # entries; a deletion here does not.
+    audited = frozenset({"deleted"})
     list_display = ["name", "store", "status", "mode", "trigger", "channel", "priority"]
     list_filter = ["store", "status", "mode", "trigger", "channel"]
     search_fields = ["name"]
