@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -68,6 +67,10 @@ class CampaignSerializer(StrictModelSerializer):
             "variants",
             "holdout_percent",
             "attribution_window_hours",
+            "mode",
+            "auto_promote",
+            "bandit_floor_percent",
+            "live_weights",
             "created_at",
             "updated_at",
         ]
@@ -76,6 +79,7 @@ class CampaignSerializer(StrictModelSerializer):
             "status",
             "launched_at",
             "completed_at",
+            "live_weights",
             "created_at",
             "updated_at",
         ]
@@ -84,6 +88,11 @@ class CampaignSerializer(StrictModelSerializer):
             "max_probability": {"min_value": 0.0, "max_value": 1.0},
             "holdout_percent": {"min_value": 0.0, "max_value": 50.0},
             "attribution_window_hours": {"min_value": 1},
+            "bandit_floor_percent": {"min_value": 0.0, "max_value": 50.0},
+            "live_weights": {
+                "help_text": "The split new shoppers get when a bandit or a promoted winner "
+                "set it; null means the variants' weights."
+            },
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -195,8 +204,53 @@ class CampaignViewSet(
     )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
         try:
-            document = actions.campaign_results(self.get_object(), timezone.now())
+            document = actions.latest_results(campaign)
         except actions.NoExperiment as exc:
             raise Conflict(str(exc)) from exc
-        return Response(document)
+        return Response(with_promotion(campaign, document))
+
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        summary="Recompute the results now (beat does every RESULTS_REFRESH_MINUTES)",
+    )
+    @action(detail=True, methods=["post"], url_path="results/refresh")
+    def refresh_results(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        try:
+            document = actions.do_refresh_results(campaign, "refresh").document
+        except actions.NoExperiment as exc:
+            raise Conflict(str(exc)) from exc
+        campaign.refresh_from_db()
+        return Response(with_promotion(campaign, document))
+
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT},
+        summary="Undo the automatic promotion of a winner: the split before it is restored",
+    )
+    @action(detail=True, methods=["post"], url_path="promotion/undo")
+    def undo_promotion(self, request: Request, pk: str | None = None) -> Response:
+        try:
+            campaign = self.get_object()
+            actions.do_undo_promotion(campaign, actor_of(request))
+        except actions.CampaignConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(self.get_serializer(campaign).data)
+
+
+def with_promotion(campaign: Campaign, document: dict[str, Any]) -> dict[str, Any]:
+    """The results document and, under ``promotion``, the winner promoted (or null)."""
+    promotion = actions.active_promotion(campaign)
+    return {
+        **document,
+        "promotion": None
+        if promotion is None
+        else {
+            "winner": promotion.winner,
+            "decided_at": promotion.decided_at.isoformat(),
+            "previous_weights": promotion.previous_weights,
+        },
+    }

@@ -235,6 +235,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "kwargs": {"days": env.int("ROLLUP_DAILY_DAYS", default=35)},
         "options": {"queue": "scheduled", "expires": 3600},
     },
+    "refresh-campaign-results": {
+        "task": "campaigns.tasks.refresh_all_campaign_results",
+        "schedule": env.float("RESULTS_REFRESH_MINUTES", default=15.0) * 60,
+        "options": {"queue": "scheduled", "expires": 600},
+    },
     "prune-expired-rows": {
         "task": "interventions.tasks.prune_expired_rows",
         "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
@@ -401,6 +406,14 @@ ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
 RECOVERY_LINK_MAX_AGE_DAYS = env.int("RECOVERY_LINK_MAX_AGE_DAYS", default=14)
 OPEN_PIXEL_MAX_AGE_DAYS = env.int("OPEN_PIXEL_MAX_AGE_DAYS", default=90)
 UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env.int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", default=365)
+# Experiments (docs/campaigns.md): how often beat recomputes every live campaign's results
+# (and applies auto-promotion and bandit re-weighting), and the guards before any verdict.
+RESULTS_REFRESH_MINUTES = env.float("RESULTS_REFRESH_MINUTES", default=15.0)
+EXPERIMENT_MIN_EXPOSURES_PER_ARM = env.int("EXPERIMENT_MIN_EXPOSURES_PER_ARM", default=100)
+EXPERIMENT_MIN_RUNTIME_HOURS = env.float("EXPERIMENT_MIN_RUNTIME_HOURS", default=168.0)
+# Thompson sampling's seed; unset in production (fresh entropy), fixed in tests.
+BANDIT_RANDOM_SEED = env.int("BANDIT_RANDOM_SEED", default=None)
+BANDIT_DRAWS = env.int("BANDIT_DRAWS", default=10_000)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)

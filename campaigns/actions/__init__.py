@@ -5,6 +5,7 @@ A layer of its own above ``interventions.actions`` (it checks templates through 
 trigger path in ``interventions.actions.events`` needs only ``campaigns.models``.
 """
 
+from campaigns.actions.allocation import active_promotion, do_promote, do_undo_promotion
 from campaigns.actions.lifecycle import (
     COMMANDS,
     CampaignConflict,
@@ -17,17 +18,30 @@ from campaigns.actions.lifecycle import (
 )
 from campaigns.actions.results import NoExperiment, campaign_results
 from campaigns.actions.rules import check_campaign
+from campaigns.actions.snapshots import (
+    do_refresh_results,
+    latest_results,
+    lift_series,
+    live_experiment_ids,
+)
 
 __all__ = [
     "COMMANDS",
     "CampaignConflict",
     "NoExperiment",
+    "active_promotion",
     "campaign_results",
     "check_campaign",
     "check_editable",
     "do_create_campaign",
     "do_delete_campaign",
+    "do_promote",
+    "do_refresh_results",
     "do_set_active",
     "do_transition_campaign",
+    "do_undo_promotion",
     "do_update_campaign",
+    "latest_results",
+    "lift_series",
+    "live_experiment_ids",
 ]

@@ -16,17 +16,29 @@ from campaigns.actions.results import campaign_results
 from campaigns.models import (
     ALLOWED_CAMPAIGN_TRANSITIONS,
     EDITABLE_STATUSES,
+    AllocationChange,
     Campaign,
     CampaignChange,
     CampaignStatus,
+    ResultSnapshot,
 )
 from stores import audit
 
 # Changing these while shoppers are exposed would change the test under them.
-ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent"})
+ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent", "mode"})
 # A running (or scheduled) campaign may still be renamed, reprioritised or given an end.
 LIVE_EDITABLE_FIELDS = (
-    frozenset({"name", "priority", "ends_at", "starts_at", "attribution_window_hours"})
+    frozenset(
+        {
+            "name",
+            "priority",
+            "ends_at",
+            "starts_at",
+            "attribution_window_hours",
+            "auto_promote",
+            "bandit_floor_percent",
+        }
+    )
     | ALLOCATION_FIELDS
 )
 # A finished campaign is a record; only its name may still change.
@@ -95,6 +107,11 @@ def do_transition_campaign(
         changes["completed_at"] = (None, now)
         locked.completed_at = now
         locked.results = campaign_results(locked, now) if locked.has_experiment else None
+        if locked.results is not None:
+            # The last point of the lift chart is the frozen verdict.
+            ResultSnapshot.objects.create(
+                campaign=locked, computed_at=now, trigger="completed", document=locked.results
+            )
     locked.save(update_fields=[*changes, "results", "updated_at"])
     do_record_change(locked, actor, command, changes)
     campaign.refresh_from_db()
@@ -172,6 +189,17 @@ def do_update_campaign(campaign: Campaign, values: Mapping[str, Any], actor: str
     check_editable(locked, values)
     for field, (_, value) in changes.items():
         setattr(locked, field, value)
+    if "variants" in changes and locked.live_weights is not None:
+        # A new split from the marketer replaces the bandit's or a promotion's.
+        changes["live_weights"] = (locked.live_weights, None)
+        locked.live_weights = None
+    if "variants" in changes and locked.exposures.exists():
+        AllocationChange.objects.create(
+            campaign=locked,
+            weights=locked.configured_weights(),
+            treated_exposures_before=locked.exposures.exclude(arm="holdout").count(),
+            reason="edited",
+        )
     locked.save(update_fields=[*changes, "updated_at"])
     do_record_change(locked, actor, "updated", changes)
     return locked
