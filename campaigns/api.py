@@ -15,7 +15,7 @@ from campaigns.budgets import budget_status
 from campaigns.models import Campaign, CampaignChannel, CampaignRun
 from config.api import DateTimeField, StrictModelSerializer, StrictSerializer
 from stores.api.scoping import StoreScopedMixin
-from stores.models import StoreApiKey
+from stores.auth import actor_of
 
 
 class Conflict(exceptions.APIException):
@@ -88,6 +88,10 @@ class CampaignSerializer(StrictModelSerializer):
             "budget_discount",
             "budget_channel_costs",
             "budget",
+            "mode",
+            "auto_promote",
+            "bandit_floor_percent",
+            "live_weights",
             "created_at",
             "updated_at",
         ]
@@ -97,6 +101,7 @@ class CampaignSerializer(StrictModelSerializer):
             "budget",
             "launched_at",
             "completed_at",
+            "live_weights",
             "created_at",
             "updated_at",
         ]
@@ -106,6 +111,11 @@ class CampaignSerializer(StrictModelSerializer):
             "holdout_percent": {"min_value": 0.0, "max_value": 50.0},
             "attribution_window_hours": {"min_value": 1},
             "budget_discount": {"min_value": 0},
+            "bandit_floor_percent": {"min_value": 0.0, "max_value": 50.0},
+            "live_weights": {
+                "help_text": "The split new shoppers get when a bandit or a promoted winner "
+                "set it; null means the variants' weights."
+            },
         }
 
     @extend_schema_field(OpenApiTypes.OBJECT)
@@ -150,11 +160,6 @@ class AudiencePreviewSerializer(serializers.Serializer):
     size = serializers.IntegerField(help_text="Shoppers in the audience now.")
     sample_shopper_ids = serializers.ListField(child=serializers.CharField())
     computed_at = serializers.DateTimeField()
-
-
-def actor_of(request: Request) -> str:
-    api_key = request.auth
-    return f"api key: {api_key.name}" if isinstance(api_key, StoreApiKey) else "api"
 
 
 class CampaignViewSet(
@@ -204,7 +209,7 @@ class CampaignViewSet(
     @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT}, summary="Delete a draft")
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         try:
-            actions.do_delete_campaign(self.get_object())
+            actions.do_delete_campaign(self.get_object(), actor_of(request))
         except actions.CampaignConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -255,11 +260,12 @@ class CampaignViewSet(
     )
     @action(detail=True, methods=["get"])
     def results(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
         try:
-            document = actions.campaign_results(self.get_object(), timezone.now())
+            document = actions.latest_results(campaign)
         except actions.NoExperiment as exc:
             raise Conflict(str(exc)) from exc
-        return Response(document)
+        return Response(with_promotion(campaign, document))
 
     @extend_schema(
         responses={200: AudiencePreviewSerializer},
@@ -281,3 +287,47 @@ class CampaignViewSet(
         if page is not None:
             return self.get_paginated_response(CampaignRunSerializer(page, many=True).data)
         return Response(CampaignRunSerializer(runs, many=True).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        summary="Recompute the results now (beat does every RESULTS_REFRESH_MINUTES)",
+    )
+    @action(detail=True, methods=["post"], url_path="results/refresh")
+    def refresh_results(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        try:
+            document = actions.do_refresh_results(campaign, "refresh").document
+        except actions.NoExperiment as exc:
+            raise Conflict(str(exc)) from exc
+        campaign.refresh_from_db()
+        return Response(with_promotion(campaign, document))
+
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 409: OpenApiTypes.OBJECT},
+        summary="Undo the automatic promotion of a winner: the split before it is restored",
+    )
+    @action(detail=True, methods=["post"], url_path="promotion/undo")
+    def undo_promotion(self, request: Request, pk: str | None = None) -> Response:
+        try:
+            campaign = self.get_object()
+            actions.do_undo_promotion(campaign, actor_of(request))
+        except actions.CampaignConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(self.get_serializer(campaign).data)
+
+
+def with_promotion(campaign: Campaign, document: dict[str, Any]) -> dict[str, Any]:
+    """The results document and, under ``promotion``, the winner promoted (or null)."""
+    promotion = actions.active_promotion(campaign)
+    return {
+        **document,
+        "promotion": None
+        if promotion is None
+        else {
+            "winner": promotion.winner,
+            "decided_at": promotion.decided_at.isoformat(),
+            "previous_weights": promotion.previous_weights,
+        },
+    }

@@ -64,6 +64,14 @@ ALLOWED_CAMPAIGN_TRANSITIONS: dict[str, frozenset[str]] = {
 EDITABLE_STATUSES = frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED})
 
 DEFAULT_ATTRIBUTION_WINDOW_HOURS = 72
+DEFAULT_BANDIT_FLOOR_PERCENT = 10.0
+
+
+class AllocationMode(models.TextChoices):
+    # A fixed split, read by the statistics (and optionally auto-promoted when conclusive).
+    TEST = "test"
+    # Thompson sampling moves new shoppers towards the arm most likely best (docs/campaigns.md).
+    BANDIT = "bandit"
 
 
 class Campaign(models.Model):
@@ -130,6 +138,24 @@ class Campaign(models.Model):
         default=DEFAULT_ATTRIBUTION_WINDOW_HOURS,
         help_text="A checkout this long after exposure counts as a conversion for the arm.",
     )
+    mode = models.CharField(
+        max_length=8,
+        choices=AllocationMode.choices,
+        default=AllocationMode.TEST,
+        help_text="test: a fixed split judged by the statistics; bandit: optimise the split.",
+    )
+    auto_promote = models.BooleanField(
+        default=False,
+        help_text="When the sequential test is conclusive (and the sample ratio is sound), "
+        "send every new shopper to the winner. Can be undone.",
+    )
+    bandit_floor_percent = models.FloatField(
+        default=DEFAULT_BANDIT_FLOOR_PERCENT,
+        help_text="Bandit mode: the share every arm keeps however badly it does.",
+    )
+    # The split new shoppers get when it differs from the variants' weights: the bandit's
+    # latest, or a promoted winner's {winner: 100, others: 0}. Null: the variants' weights.
+    live_weights = models.JSONField(null=True, blank=True)
     # Frozen on completion: later conversions no longer move a finished test.
     results = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -152,6 +178,18 @@ class Campaign(models.Model):
 
     def variant(self, key: str) -> dict[str, Any] | None:
         return next((v for v in self.variants if v.get("key") == key), None)
+
+    def configured_weights(self) -> dict[str, float]:
+        return {v["key"]: float(v["weight"]) for v in self.variants}
+
+    def arm_weights(self) -> dict[str, float]:
+        """The split new shoppers get now (exposed shoppers keep their recorded arm)."""
+        configured = self.configured_weights()
+        live = self.live_weights or {}
+        if set(live) != set(configured):
+            # Stale after the arms were edited: the marketer's split is what they see.
+            return configured
+        return {key: float(live[key]) for key in configured}
 
 
 class CampaignChange(models.Model):
@@ -274,3 +312,59 @@ def record_exposures(campaign: Campaign, picked: dict[Any, str]) -> dict[Any, st
             "shopper_id", "arm"
         )
     )
+
+
+class AllocationChange(models.Model):
+    """The split new shoppers got from this point on, and how many treated shoppers were
+    exposed before it: the sample-ratio check compares exposures with the split in force
+    when each came in (bandit re-weighting, a promotion or its undo change it)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="allocations")
+    at = models.DateTimeField(default=timezone.now)
+    weights = models.JSONField()  # {arm key: percent of treated shoppers}
+    treated_exposures_before = models.PositiveIntegerField()
+    reason = models.CharField(max_length=32)  # bandit | promotion | undo | edited
+
+    class Meta:
+        ordering = ["campaign", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ResultSnapshot(models.Model):
+    """One computation of a campaign's results; the newest is what ``/results`` serves and
+    the series of them draws the cumulative lift over time."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="snapshots")
+    computed_at = models.DateTimeField(default=timezone.now)
+    trigger = models.CharField(max_length=16)  # beat | refresh | completed | first_read
+    document = models.JSONField()
+
+    class Meta:
+        ordering = ["campaign", "computed_at", "id"]
+        indexes = [
+            models.Index(fields=["campaign", "-computed_at"], name="snapshot_latest_per_campaign")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class Promotion(models.Model):
+    """An automatic promotion of a winner: the numbers it was decided on, the split before
+    (restored by an undo), and the undo if there was one."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="promotions")
+    winner = models.CharField(max_length=64)
+    decided_at = models.DateTimeField(default=timezone.now)
+    evidence = models.JSONField()  # srm, decision and the winner's row of the results
+    previous_weights = models.JSONField(null=True, blank=True)  # live_weights before
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "decided_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.winner} promoted at {self.decided_at:%Y-%m-%d %H:%M}"

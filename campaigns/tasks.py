@@ -1,18 +1,25 @@
 """Celery tasks of campaigns: take an id, call one action (enqueued by name by beat).
 
-Acknowledged late and rejected back to the queue if the worker dies: the run resumes
-where it stopped (campaigns/actions/scheduling.py), so a repeat sends nothing twice.
+Scheduled sends are acknowledged late and rejected back to the queue if the worker dies:
+the run resumes where it stopped (campaigns/actions/scheduling.py), so a repeat sends
+nothing twice. The results tasks keep experiments' snapshots fresh (docs/campaigns.md,
+"Results").
 """
 
 from datetime import datetime
 
+import structlog
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from campaigns import actions
 from campaigns.actions.scheduling import do_run_scheduled_campaign, held_elsewhere_for, slot_of
+from campaigns.models import Campaign
+
+logger = structlog.get_logger(__name__)
 
 # Retries carry the slot, so one that lands after the next scheduled time still
 # finishes its own run rather than starting the next one.
@@ -45,3 +52,23 @@ def run_scheduled_campaign(
     if wait is not None:
         raise self.retry(countdown=wait + 5, kwargs={"slot": run.slot.isoformat()})
     return {"run": run.pk, "status": run.status, "sent": run.sent, "skipped": run.skipped}
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=240)
+def refresh_all_campaign_results() -> int:
+    """Beat: one task per live experiment, so one slow campaign does not hold up the rest."""
+    campaign_ids = actions.live_experiment_ids()
+    for campaign_id in campaign_ids:
+        refresh_campaign_results.apply_async(args=(campaign_id,), queue="scheduled", expires=600)
+    return len(campaign_ids)
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=240)
+def refresh_campaign_results(campaign_id: int, trigger: str = "beat") -> str:
+    """A repeat only stores one more snapshot; a promotion happens at most once (locked)."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or not campaign.has_experiment:
+        logger.info("campaign_results_skipped", campaign_id=campaign_id)
+        return "skipped"
+    snapshot = actions.do_refresh_results(campaign, trigger)
+    return str(snapshot.document["decision"]["status"])

@@ -12,6 +12,7 @@ from notifications.api.views import DeviceViewSet
 from realtime import views as realtime
 from stores.api.views import ShopperViewSet, StoreViewSet
 from templates.api.views import TemplateViewSet
+from tracking import admin_export as tracking_admin_export
 from tracking import views as tracking_views
 from tracking.api import views as tracking_api
 
@@ -30,6 +31,11 @@ urlpatterns = [
     path("health", observability.liveness, name="health"),
     path("health/ready", observability.readiness, name="health-ready"),
     path("metrics", ExportToDjangoView, name="metrics"),
+    path(
+        "admin/analytics/<str:report>.csv",
+        admin.site.admin_view(tracking_admin_export.analytics_csv),
+        name="admin-analytics-csv",
+    ),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

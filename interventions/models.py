@@ -59,6 +59,8 @@ class Cart(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["store", "external_id"], name="unique_cart_per_store")
         ]
+        # The funnel's abandoned carts of a period (tracking.analytics).
+        indexes = [models.Index(fields=["store", "abandoned_at"], name="cart_store_abandoned")]
 
     def __str__(self) -> str:
         return self.external_id
@@ -219,6 +221,9 @@ class Intervention(models.Model):
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["store", "shopper", "created_at"]),
             models.Index(fields=["store", "status", "created_at"]),
+            # The rollup recounts: a store's sends, and its decisions, of some days.
+            models.Index(fields=["store", "sent_at"], name="intervention_store_sent"),
+            models.Index(fields=["store", "created_at"], name="intervention_store_created"),
         ]
 
     def __str__(self) -> str:

@@ -1,25 +1,38 @@
 """How interventions performed, for one store (docs/analytics.md).
 
-Plain functions over the raw rows: SQL aggregates (one grouped query over the sends, one
-over their orders), no per-row Python. Opens and clicks count once per intervention and
-never when flagged duplicate; an order counts once, on the intervention it was
-attributed to. Rollup tables are the later step when stores outgrow this.
+The figures are sums over the daily rollups (``tracking.rollups``: per store-local day,
+campaign, variant and channel, recounted from the raw rows by beat), so a dashboard over
+months reads a few hundred rows whatever the volume. Only abandoned carts, which have no
+campaign or channel, are counted from their own rows. Opens and clicks count once per
+intervention and never when flagged duplicate; an order counts once, on the intervention
+it was attributed to, in the period of the send that earned it.
 """
 
-import re
 from collections import defaultdict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
-from django.db.models.functions import Trunc
+from django.conf import settings
+from django.db.models import QuerySet, Sum
 
-from interventions.models import Cart, Intervention, Status
+from interventions.models import Cart
 from stores.models import Store
-from tracking.models import Conversion, TrackingEvent
+from tracking.models import Cohort, DailyRollup, RevenueRollup, SuppressionRollup
+from tracking.rollups import NUMBER, Span, recount
+
+__all__ = [
+    "COUNTS",
+    "NUMBER",
+    "Filters",
+    "channels",
+    "conversion_funnel",
+    "filters_for",
+    "performance",
+]
 
 COUNTS = ("sent", "delivered", "opened", "clicked", "converted")
 DEFAULT_DAYS = 30
@@ -27,12 +40,21 @@ DEFAULT_DAYS = 30
 
 @dataclass(frozen=True)
 class Filters:
-    """Which interventions: sent (or, for the funnel, decided) in [since, until)."""
+    """Which interventions: sent (or, for the funnel, decided) in [since, until), whole
+    store days (the rollups' grain)."""
 
     since: datetime
     until: datetime
     campaign_id: int | None = None
     channel: str = ""
+    variant: str = ""
+
+    def span(self, zone: ZoneInfo) -> Span:
+        return Span(
+            self.since.astimezone(zone).date(),
+            (self.until.astimezone(zone) - timedelta(microseconds=1)).date(),
+            zone,
+        )
 
 
 def filters_for(
@@ -42,6 +64,7 @@ def filters_for(
     campaign_id: int | None = None,
     channel: str = "",
     today: date | None = None,
+    variant: str = "",
 ) -> Filters:
     """Days are the store's days, both ends included; the default is the last 30 days."""
     zone = ZoneInfo(store.timezone)
@@ -52,53 +75,63 @@ def filters_for(
         until=datetime.combine(last + timedelta(days=1), time.min, zone),
         campaign_id=campaign_id,
         channel=channel,
+        variant=variant,
     )
 
 
-def _interventions(store: Store, filters: Filters, by: str) -> QuerySet[Intervention]:
-    rows = Intervention.objects.filter(
-        store=store, **{f"{by}__gte": filters.since, f"{by}__lt": filters.until}
-    )
+RollupModel = type[DailyRollup] | type[RevenueRollup] | type[SuppressionRollup]
+
+
+def _rollups(model: RollupModel, store: Store, filters: Filters, cohort: str) -> QuerySet[Any]:
+    span = filters.span(ZoneInfo(store.timezone))
+    rows = model.objects.filter(store=store, day__gte=span.first, day__lte=span.last)
+    if model is not SuppressionRollup:
+        # Suppressions only exist on the decided day: they have no cohort.
+        rows = rows.filter(cohort=cohort)  # type: ignore[misc]
     if filters.campaign_id is not None:
         rows = rows.filter(campaign_id=filters.campaign_id)
     if filters.channel:
         rows = rows.filter(channel=filters.channel)
-    return rows
+    if filters.variant:
+        rows = rows.filter(variant=filters.variant)
+    return rows.order_by()
 
 
-def _reported(kind: str) -> Exists:
-    # Served by the (intervention, kind) index.
-    return Exists(
-        TrackingEvent.objects.filter(intervention=OuterRef("pk"), kind=kind, duplicate=False)
-    )
+def _refresh_on_read(store: Store, filters: Filters) -> None:
+    if settings.ROLLUP_REFRESH_ON_READ:
+        # Embedded mode has no beat; its volumes make a recount per read cheap.
+        recount([store.pk], filters.span(ZoneInfo(store.timezone)))
 
 
-def _counts(rows: QuerySet[Intervention], group: str | None) -> dict[Any, dict[str, Any]]:
-    """sent / delivered / opened / clicked per group (None: one group for all)."""
-    grouped = rows.alias(was_opened=_reported("opened"), was_clicked=_reported("clicked"))
-    aggregates = {
-        "sent": Count("pk", filter=Q(sent_at__isnull=False)),
-        "delivered": Count("pk", filter=Q(delivered_at__isnull=False)),
-        "opened": Count("pk", filter=Q(was_opened=True)),
-        "clicked": Count("pk", filter=Q(was_clicked=True)),
-    }
-    if not group:
-        return {None: grouped.aggregate(**aggregates)}
-    return {
-        row.pop(group): row for row in grouped.values(group).annotate(**aggregates).order_by(group)
-    }
+COUNTED = ("sent", "delivered", "opened", "clicked", "converted")
 
 
-def _orders(rows: QuerySet[Intervention], group: str | None) -> dict[Any, dict[str, Any]]:
-    """Attributed orders and recovered revenue per currency, per group."""
-    orders = Conversion.objects.filter(intervention__in=rows.values("pk"))
-    keys = [f"intervention__{group}", "currency"] if group else ["currency"]
-    result: dict[Any, dict[str, Any]] = defaultdict(lambda: {"converted": 0, "revenue": {}})
-    for row in orders.values(*keys).annotate(orders=Count("pk"), revenue=Sum("recovered_revenue")):
-        bucket = result[row[keys[0]] if group else None]
-        bucket["converted"] += row["orders"]
-        if row["revenue"] is not None and row["currency"]:
-            bucket["revenue"][row["currency"]] = row["revenue"]
+def _figures(
+    store: Store, filters: Filters, cohort: str, group: str | None, key: Callable[[Any], Hashable]
+) -> dict[Any, dict[str, Any]]:
+    """Counts and revenue per currency from the rollups, grouped by ``group`` (a rollup
+    field) and mapped through ``key`` (e.g. day → week); None: one group for all."""
+    fields = [group] if group else []
+    result: dict[Any, dict[str, Any]] = {}
+
+    def bucket(row: dict[str, Any]) -> dict[str, Any]:
+        name = key(row[group]) if group else None
+        if name not in result:
+            result[name] = dict.fromkeys(COUNTED, 0) | {"revenue": {}}
+        return result[name]
+
+    daily = _rollups(DailyRollup, store, filters, cohort).values(*fields)
+    for row in daily.annotate(**{name: Sum(name) for name in COUNTED if name != "converted"}):
+        target = bucket(row)
+        for name in COUNTED[:-1]:
+            target[name] += row[name]
+    orders = _rollups(RevenueRollup, store, filters, cohort).values(*fields, "currency")
+    for row in orders.annotate(orders=Sum("converted"), amount=Sum("revenue")):
+        target = bucket(row)
+        target["converted"] += row["orders"]
+        if row["amount"] is not None and row["currency"]:
+            revenue = target["revenue"]
+            revenue[row["currency"]] = revenue.get(row["currency"], Decimal(0)) + row["amount"]
     return result
 
 
@@ -126,13 +159,8 @@ def _with_rates(counts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _merge(counts: dict[Any, dict[str, Any]], orders: dict[Any, dict[str, Any]]) -> dict[Any, Any]:
-    merged = {}
-    for key in sorted(set(counts) | set(orders), key=lambda k: (k is None, str(k))):
-        row = dict.fromkeys(COUNTS, 0) | counts.get(key, {})
-        row |= orders.get(key, {"converted": 0, "revenue": {}})
-        merged[key] = row
-    return merged
+def _ordered(groups: dict[Any, dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    return sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
 
 
 def _totals(groups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,77 +173,93 @@ def _totals(groups: list[dict[str, Any]]) -> dict[str, Any]:
     return totals
 
 
-def _grouped(rows: QuerySet[Intervention], group: str) -> tuple[list[Any], dict[str, Any]]:
-    merged = _merge(_counts(rows, group), _orders(rows, group))
-    totals = _with_rates(_totals(list(merged.values())))
-    return [(key, _with_rates(row)) for key, row in merged.items()], totals
+def _week(day: date) -> date:
+    return day - timedelta(days=day.weekday())
 
 
 def performance(store: Store, filters: Filters, interval: str = "day") -> dict[str, Any]:
     """Sends of the period by the day (or week, from Monday) they went out, in the
     store's time zone; an order counts in the period of the send that earned it."""
-    zone = ZoneInfo(store.timezone)
-    rows = _interventions(store, filters, "sent_at").annotate(
-        period=Trunc("sent_at", interval, tzinfo=zone)
-    )
-    merged = _merge(_counts(rows, "period"), _orders_by_period(rows, interval, zone))
-    series = [
-        {"period": period.date().isoformat(), **_with_rates(row)} for period, row in merged.items()
-    ]
-    totals = _with_rates(_totals(list(merged.values())))
+    _refresh_on_read(store, filters)
+    key: Callable[[date], date] = _week if interval == "week" else (lambda day: day)
+    groups = _ordered(_figures(store, filters, Cohort.SENT, "day", key))
+    series = [{"period": period.isoformat(), **_with_rates(row)} for period, row in groups]
+    totals = _with_rates(_totals([row for _, row in groups]))
     return {"interval": interval, "series": series, "totals": totals}
 
 
-def _orders_by_period(
-    rows: QuerySet[Intervention], interval: str, zone: ZoneInfo
-) -> dict[Any, dict[str, Any]]:
-    orders = Conversion.objects.filter(intervention__in=rows.values("pk")).annotate(
-        period=Trunc("intervention__sent_at", interval, tzinfo=zone)
+def channel_cost(channel: str, sent: int) -> Decimal:
+    """What ``sent`` messages on ``channel`` cost, from the CHANNEL_COST_* settings."""
+    return Decimal(str(settings.CHANNEL_COSTS.get(channel) or 0)) * sent
+
+
+def _with_cost(channel: str, row: dict[str, Any]) -> dict[str, Any]:
+    cost = channel_cost(channel, row["sent"])
+    currency = settings.CHANNEL_COST_CURRENCY
+    if not cost:
+        return {**row, "cost": {}, "cost_per_conversion": {}}
+    per_conversion = (
+        (cost / row["converted"]).quantize(Decimal("0.0001")) if row["converted"] else None
     )
-    result: dict[Any, dict[str, Any]] = defaultdict(lambda: {"converted": 0, "revenue": {}})
-    for row in orders.values("period", "currency").annotate(
-        orders=Count("pk"), revenue=Sum("recovered_revenue")
-    ):
-        bucket = result[row["period"]]
-        bucket["converted"] += row["orders"]
-        if row["revenue"] is not None and row["currency"]:
-            bucket["revenue"][row["currency"]] = row["revenue"]
-    return result
+    return {
+        **row,
+        "cost": {currency: str(cost.quantize(Decimal("0.0001")))},
+        "cost_per_conversion": {currency: str(per_conversion)}
+        if per_conversion is not None
+        else {},
+    }
 
 
 def channels(store: Store, filters: Filters) -> dict[str, Any]:
-    """The same figures per channel, side by side."""
-    groups, totals = _grouped(_interventions(store, filters, "sent_at"), "channel")
+    """The same figures per channel, side by side, with what each channel cost
+    (CHANNEL_COST_*) and its cost per attributed order."""
+    _refresh_on_read(store, filters)
+    groups = _ordered(_figures(store, filters, Cohort.SENT, "channel", lambda name: name))
+    totals = _with_rates(_totals([row for _, row in groups]))
     return {
-        "channels": [{"channel": channel, **row} for channel, row in groups],
+        "channels": [
+            {"channel": channel, **_with_cost(channel, _with_rates(row))} for channel, row in groups
+        ],
         "totals": totals,
     }
 
 
-# "suppressed: probability 0.12 below threshold 0.30" and "... 0.08 ..." are one reason.
-NUMBER = re.compile(r"\d+(?:[.:]\d+)*")
+def campaigns(store: Store, filters: Filters) -> dict[str, Any]:
+    """The same figures per campaign (``None``: sends no campaign chose), side by side."""
+    _refresh_on_read(store, filters)
+    groups = _ordered(_figures(store, filters, Cohort.SENT, "campaign_id", lambda pk: pk))
+    totals = _with_rates(_totals([row for _, row in groups]))
+    return {
+        "campaigns": [{"campaign": campaign, **_with_rates(row)} for campaign, row in groups],
+        "totals": totals,
+    }
 
 
 def conversion_funnel(store: Store, filters: Filters) -> dict[str, Any]:
     """Carts abandoned in the period, then the interventions decided in it, step by step."""
-    decided = _interventions(store, filters, "created_at")
+    _refresh_on_read(store, filters)
+    figures = _figures(store, filters, Cohort.DECIDED, None, lambda _: None)
+    counts = figures.get(None) or dict.fromkeys(COUNTED, 0) | {"revenue": {}}
+    totals = _with_rates(counts)
+    decided = (
+        _rollups(DailyRollup, store, filters, Cohort.DECIDED).aggregate(n=Sum("interventions"))["n"]
+        or 0
+    )
     reasons: dict[str, int] = defaultdict(int)
     for row in (
-        decided.filter(status=Status.SUPPRESSED)
-        .values("status_reason")
-        .annotate(n=Count("pk"))
-        .order_by()
+        _rollups(SuppressionRollup, store, filters, Cohort.DECIDED)
+        .values("reason")
+        .annotate(n=Sum("count"))
     ):
-        reasons[NUMBER.sub("N", row["status_reason"])] += row["n"]
-    [counts] = _counts(decided, None).values()
-    orders = _orders(decided, None).get(None, {"converted": 0, "revenue": {}})
-    totals = _with_rates({**counts, **orders})
+        reasons[row["reason"]] += row["n"]
+    # Carts have no campaign or channel: the rollups cannot answer this one; the
+    # (store, abandoned_at) index does.
     carts = Cart.objects.filter(
         store=store, abandoned_at__gte=filters.since, abandoned_at__lt=filters.until
     )
     steps = [
         {"step": "carts_abandoned", "count": carts.count()},
-        {"step": "decided", "count": decided.count()},
+        {"step": "decided", "count": decided},
         {
             "step": "suppressed",
             "count": sum(reasons.values()),

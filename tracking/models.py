@@ -96,3 +96,98 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id}"
+
+
+class Cohort(models.TextChoices):
+    """Which day an intervention counts on: the day it was sent (performance, channels) or
+    the day it was decided (the funnel, which also counts what was never sent)."""
+
+    SENT = "sent"
+    DECIDED = "decided"
+
+
+class DailyRollup(models.Model):
+    """Counts per store x store-local day x cohort x campaign x variant x channel, recounted
+    from the raw rows by ``tracking.rollups`` (docs/analytics.md, "Rollups").
+
+    No unique constraint: a recount deletes and re-inserts a store's days under the store's
+    row lock, and a campaign's deletion may fold two keys into one (campaign → NULL), which
+    the readers sum anyway.
+    """
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    cohort = models.CharField(max_length=8, choices=Cohort.choices)
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    variant = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=16)
+    # Interventions of the cohort: sent ones for "sent", every decision for "decided".
+    interventions = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    # Interventions opened / clicked at least once, duplicates never.
+    opened = models.PositiveIntegerField(default=0)
+    clicked = models.PositiveIntegerField(default=0)
+    # Orders attributed to the cohort's interventions (all currencies).
+    converted = models.PositiveIntegerField(default=0)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["store_id", "cohort", "day", "id"]
+        indexes = [models.Index(fields=["store", "cohort", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.cohort} {self.day} {self.channel}"
+
+
+class RevenueRollup(models.Model):
+    """Attributed orders and recovered revenue per currency, on the same key as
+    ``DailyRollup``: amounts in different currencies are never added."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    cohort = models.CharField(max_length=8, choices=Cohort.choices)
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    variant = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=16)
+    # "" for orders reported without one (no value to count).
+    currency = models.CharField(max_length=3, blank=True)
+    converted = models.PositiveIntegerField(default=0)
+    # None when none of these orders had a value.
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    discount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["store_id", "cohort", "day", "id"]
+        indexes = [models.Index(fields=["store", "cohort", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.cohort} {self.day} {self.currency} {self.revenue}"
+
+
+class SuppressionRollup(models.Model):
+    """Suppressed decisions per reason (numbers folded to N) on the decided day."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    variant = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500)
+    count = models.PositiveIntegerField(default=0)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["store_id", "day", "id"]
+        indexes = [models.Index(fields=["store", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.reason}: {self.count}"

@@ -17,13 +17,16 @@ from campaigns.actions.scheduling import do_sync_schedule
 from campaigns.models import (
     ALLOWED_CAMPAIGN_TRANSITIONS,
     EDITABLE_STATUSES,
+    AllocationChange,
     Campaign,
     CampaignChange,
     CampaignStatus,
+    ResultSnapshot,
 )
+from stores import audit
 
 # Changing these while shoppers are exposed would change the test under them.
-ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent"})
+ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent", "mode"})
 # A running (or scheduled) campaign may still be renamed, reprioritised or given an end.
 LIVE_EDITABLE_FIELDS = (
     frozenset(
@@ -40,6 +43,8 @@ LIVE_EDITABLE_FIELDS = (
             "budget_sends_total",
             "budget_discount",
             "budget_channel_costs",
+            "auto_promote",
+            "bandit_floor_percent",
         }
     )
     | ALLOCATION_FIELDS
@@ -72,11 +77,12 @@ def json_value(value: Any) -> Any:
 def do_record_change(
     campaign: Campaign, actor: str, action: str, changes: Mapping[str, tuple[Any, Any]]
 ) -> CampaignChange:
+    """The campaign's own history row, and the same change in the store's audit log
+    (docs/operations.md#audit-log): the history goes with the campaign, the log stays."""
+    values = {field: json_value([before, after]) for field, (before, after) in changes.items()}
+    audit.do_record_audit(campaign, actor, action, values)
     return CampaignChange.objects.create(
-        campaign=campaign,
-        actor=actor[:200],
-        action=action,
-        changes={field: json_value([before, after]) for field, (before, after) in changes.items()},
+        campaign=campaign, actor=actor[:200], action=action, changes=values
     )
 
 
@@ -109,6 +115,11 @@ def do_transition_campaign(
         changes["completed_at"] = (None, now)
         locked.completed_at = now
         locked.results = campaign_results(locked, now) if locked.has_experiment else None
+        if locked.results is not None:
+            # The last point of the lift chart is the frozen verdict.
+            ResultSnapshot.objects.create(
+                campaign=locked, computed_at=now, trigger="completed", document=locked.results
+            )
     locked.save(update_fields=[*changes, "results", "updated_at"])
     do_record_change(locked, actor, command, changes)
     do_sync_schedule(locked)
@@ -188,6 +199,17 @@ def do_update_campaign(campaign: Campaign, values: Mapping[str, Any], actor: str
     check_editable(locked, values)
     for field, (_, value) in changes.items():
         setattr(locked, field, value)
+    if "variants" in changes and locked.live_weights is not None:
+        # A new split from the marketer replaces the bandit's or a promotion's.
+        changes["live_weights"] = (locked.live_weights, None)
+        locked.live_weights = None
+    if "variants" in changes and locked.exposures.exists():
+        AllocationChange.objects.create(
+            campaign=locked,
+            weights=locked.configured_weights(),
+            treated_exposures_before=locked.exposures.exclude(arm="holdout").count(),
+            reason="edited",
+        )
     locked.save(update_fields=[*changes, "updated_at"])
     do_record_change(locked, actor, "updated", changes)
     do_sync_schedule(locked)
@@ -210,7 +232,8 @@ def do_set_active(campaign: Campaign, active: bool, actor: str) -> Campaign:
     return campaign
 
 
-def do_delete_campaign(campaign: Campaign) -> None:
+@transaction.atomic
+def do_delete_campaign(campaign: Campaign, actor: str) -> None:
     """Only a draft can be deleted: anything that ran is history (complete or archive it)."""
     if campaign.status != CampaignStatus.DRAFT:
         raise CampaignConflict(
@@ -218,6 +241,7 @@ def do_delete_campaign(campaign: Campaign) -> None:
             "complete or archive it instead."
         )
     task = campaign.periodic_task
+    audit.do_record_deleted(campaign, actor)
     campaign.delete()
     if task is not None:
         task.delete()

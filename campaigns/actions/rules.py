@@ -12,7 +12,7 @@ from campaigns.actions.scheduling import check_schedule
 from campaigns.audiences import check_audience
 from campaigns.budgets import check_channel_costs
 from campaigns.experiments.assignment import Arm, InvalidAllocation, validate_allocation
-from campaigns.models import CampaignChannel
+from campaigns.models import AllocationMode, CampaignChannel
 from interventions.actions import check_template
 from stores.models import Store
 
@@ -50,9 +50,14 @@ def check_campaign(store: Store, values: Mapping[str, Any]) -> list[dict[str, An
     if not variants:
         if holdout:
             raise ValidationError({"holdout_percent": ["A holdout needs variants to compare."]})
+        if values.get("mode") == AllocationMode.BANDIT:
+            raise ValidationError({"mode": ["A bandit needs at least two variants."]})
+        if values.get("auto_promote"):
+            raise ValidationError({"auto_promote": ["Auto-promotion needs variants to compare."]})
         return []
     if len(variants) > MAX_VARIANTS:
         raise ValidationError({"variants": [f"At most {MAX_VARIANTS} variants."]})
+    check_optimisation(values, len(variants))
     try:
         validate_allocation([Arm(v["key"], float(v["weight"])) for v in variants], holdout)
     except InvalidAllocation as exc:
@@ -119,3 +124,31 @@ def check_targeting(values: Mapping[str, Any]) -> None:
     except ValueError as exc:
         field, problem = exc.args
         raise ValidationError({field: [problem]}) from exc
+
+
+def check_optimisation(values: Mapping[str, Any], arms: int) -> None:
+    """Bandit mode and auto-promotion: one optimises the split, the other ends a test."""
+    mode = values.get("mode") or AllocationMode.TEST
+    if mode not in AllocationMode.values:
+        raise ValidationError({"mode": [f"Must be one of {', '.join(AllocationMode.values)}."]})
+    if mode != AllocationMode.BANDIT:
+        return
+    if arms < 2:
+        raise ValidationError({"mode": ["A bandit needs at least two variants."]})
+    if values.get("auto_promote"):
+        raise ValidationError(
+            {
+                "auto_promote": [
+                    "A bandit already moves traffic to the best arm: use one or the other."
+                ]
+            }
+        )
+    floor = values.get("bandit_floor_percent")
+    if floor is not None and not 0 < float(floor) <= 100.0 / arms:
+        raise ValidationError(
+            {
+                "bandit_floor_percent": [
+                    f"Must be above 0 and at most {100.0 / arms:g} for {arms} arms."
+                ]
+            }
+        )

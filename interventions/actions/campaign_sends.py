@@ -111,7 +111,9 @@ def experiment_arms(campaign: Campaign, shoppers: list[Any]) -> dict[Any, str]:
     """Each shopper's arm (stored exposures win), as ``experiment_arm`` for one."""
     if not campaign.has_experiment or not shoppers:
         return {}
-    arms = [Arm(v["key"], float(v["weight"])) for v in campaign.variants]
+    # The live split, as for a triggered send: a bandit's or a promoted winner's weights
+    # apply to a scheduled audience too (an arm at 0 gets no new shoppers).
+    arms = [Arm(key, weight) for key, weight in campaign.arm_weights().items() if weight > 0]
     picked = {
         s.pk: assign(str(campaign.pk), s.external_id, arms, campaign.holdout_percent)
         for s in shoppers

@@ -200,10 +200,12 @@ def experiment_arm(campaign: Campaign, shopper: Shopper) -> str:
     exposure if there is one, else the hash's pick, recorded now (docs/campaigns.md)."""
     if not campaign.has_experiment:
         return ""
+    # The live split: the variants' weights, or the bandit's, or a promoted winner's. An arm
+    # at 0 gets no new shoppers; those already exposed keep their arm (record_exposure).
     picked = assign(
         str(campaign.pk),
         shopper.external_id,
-        [Arm(v["key"], float(v["weight"])) for v in campaign.variants],
+        [Arm(key, weight) for key, weight in campaign.arm_weights().items() if weight > 0],
         campaign.holdout_percent,
     )
     return record_exposure(campaign, shopper, picked).arm

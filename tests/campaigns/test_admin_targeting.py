@@ -104,3 +104,43 @@ def test_the_change_page_shows_the_audience_size_and_the_rows(shop, marketer):
 
     assert "<strong>2</strong> shopper(s) match now. For example: s0, s2" in page
     assert "name='audience-0-value' value='50'" in page
+
+
+def test_one_page_saves_variants_with_audience_schedule_and_budget_and_offers_the_buttons(
+    shop, marketer
+):
+    # Given a draft
+    campaign = draft(shop)
+
+    # When the marketer fills variant rows and the audience, schedule and budget in one POST
+    saved = marketer.post(
+        change_url(campaign),
+        page_form(
+            campaign,
+            **{
+                "variants-0-key": "control",
+                "variants-0-weight": "50",
+                "variants-1-key": "ten_off",
+                "variants-1-weight": "50",
+                "variants-1-discount_percent": "10",
+            },
+            mode="test",
+            auto_promote="on",
+        ),
+    )
+
+    # Then both features' fields are saved
+    assert saved.status_code == 302, saved.content.decode()[:3000]
+    campaign.refresh_from_db()
+    assert [v["key"] for v in campaign.variants] == ["control", "ten_off"]
+    assert campaign.auto_promote
+    assert (campaign.kind, campaign.budget_sends_per_day) == ("scheduled", 500)
+    assert len(campaign.audience["conditions"]) == 2
+    # and the page shows the variant rows, the buttons and results, and the targeting panels
+    page = marketer.get(change_url(campaign)).content.decode()
+    assert 'name="variants-1-key"' in page
+    assert 'value="launch"' in page
+    assert "Live split" in page
+    assert "shopper(s) match now" in page
+    assert "Today: 0 send(s)" in page
+    assert "No runs yet." in page

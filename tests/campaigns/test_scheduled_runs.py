@@ -312,3 +312,23 @@ def test_cart_events_do_not_fire_a_scheduled_campaign(shop):
 
     assert response.status_code == 202
     assert response.json()["interventions"] == []
+
+
+def test_a_scheduled_send_follows_a_promoted_winners_split(shop):
+    # Given a scheduled A/B campaign whose winner "b" was promoted (live split b: 100%)
+    campaign = scheduled_campaign(
+        shop,
+        variants=[{"key": "control", "weight": 50}, {"key": "b", "weight": 50}],
+        live_weights={"control": 0, "b": 100},
+    )
+    for n in range(8):
+        abandoned(shop, f"shopper-{n}")
+
+    # When beat's tick runs
+    with time_machine.travel(TEN_PARIS, tick=True):
+        run_scheduled_campaign(campaign.pk)
+
+    # Then every new shopper gets the winner, as a triggered send would
+    arms = set(Intervention.objects.filter(campaign=campaign).values_list("variant", flat=True))
+    assert arms == {"b"}
+    assert set(campaign.exposures.values_list("arm", flat=True)) == {"b"}

@@ -40,7 +40,7 @@ def test_a_tick_delivered_twice_to_a_real_worker_sends_each_shopper_one_message(
     redis_port = processes.free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     provider = StubProvider().start()
-    env = engine_env(redis_url, provider.url)
+    env = engine_env(redis_url, provider.environment())
     broker = Celery(broker=redis_url, set_as_current=False)
 
     try:

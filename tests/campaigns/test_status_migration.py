@@ -18,8 +18,9 @@ def migrate(targets):
 
 
 @pytest.fixture(autouse=True)
-def back_to_the_latest_schema():
-    """Leave the schema as every later test expects it: all migrations applied."""
+def latest_schema_afterwards():
+    """Later migrations exist: leave the schema at the newest, or the tests after this one
+    run against the lifecycle migration's tables."""
     yield
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()

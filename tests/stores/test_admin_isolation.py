@@ -19,7 +19,7 @@ from notifications.actions import do_suppress_address
 from notifications.models import Device, Suppression
 from stores.actions import do_grant_store_membership
 from stores.admin_scoping import StoreScopedAdmin, StoreScoping, store_path_to
-from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
+from stores.models import AuditEntry, Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 from templates import actions as template_actions
 from templates.models import Template, TemplateVersion
 
@@ -94,6 +94,7 @@ def furnish(session) -> dict[type[models.Model], models.Model]:
         Intervention: Intervention.objects.get(store=store),
         Device: Device.objects.get(store=store),
         Suppression: Suppression.objects.get(store=store),
+        AuditEntry: AuditEntry.objects.filter(store=store).first(),
     }
 
 

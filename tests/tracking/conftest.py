@@ -1,4 +1,8 @@
 import pytest
+import time_machine
+from django.conf import settings
+
+from tracking.tasks import refresh_recent_rollups
 
 SAM = {"email": "sam@example.test", "timezone": "UTC"}
 
@@ -22,3 +26,11 @@ def track(session, intervention_id, event, **body):
     return session.client.post(
         f"/api/v1/track/{intervention_id}", {"event": event, **body}, format="json"
     )
+
+
+def rollups_refreshed(at):
+    """Beat's rollup recounts (the recent days and the attribution window), run at ``at``:
+    the analytics endpoints read the rollups, which see what the raw rows held then."""
+    with time_machine.travel(at, tick=False):
+        refresh_recent_rollups.apply()
+        refresh_recent_rollups.apply(kwargs={"days": settings.ROLLUP_WINDOW_DAYS})

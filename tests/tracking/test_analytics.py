@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from campaigns.models import Campaign
-from tests.tracking.conftest import SAM, send, track
+from tests.tracking.conftest import SAM, rollups_refreshed, send, track
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,6 +39,7 @@ def two_days_of_sends(shop):
     track(shop, sam, "clicked", occurred_at=(MONDAY + timedelta(minutes=2)).isoformat())
     order(shop, "sam", "100.00", "EUR", MONDAY + timedelta(hours=3))
     order(shop, "max", "50.00", "USD", TUESDAY + timedelta(hours=3))
+    rollups_refreshed(TUESDAY + timedelta(hours=4))
 
 
 def figures(row, *names):
@@ -106,6 +107,7 @@ def test_funnel_from_abandoned_carts_to_orders_with_suppression_reasons(shop):
         event("prediction", "c-2", prediction={"probability": 0.1})
         event("prediction", "c-3", prediction={"probability": 0.2})
         event("prediction", "c-4", prediction={"probability": 0.9})
+    rollups_refreshed(MONDAY + timedelta(hours=1))
 
     body = shop.client.get(f"/api/v1/analytics/conversion?{WEEK}").json()
 

@@ -101,6 +101,7 @@ class AnalyticsQuerySerializer(StrictSerializer):
     until = serializers.DateField(required=False, help_text="Last day (store time), included.")
     campaign = serializers.IntegerField(required=False, min_value=1)
     channel = serializers.ChoiceField(choices=CHANNEL_CHOICES, required=False)
+    variant = serializers.CharField(required=False, max_length=64, help_text="Experiment arm.")
 
     def validate(self, attrs: dict) -> dict:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
@@ -143,6 +144,13 @@ class PerformanceSerializer(serializers.Serializer):
 
 class ChannelMetricsSerializer(MetricsSerializer):
     channel = serializers.CharField()
+    cost = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="What the sends cost, from the CHANNEL_COST_* settings ({} when unknown).",
+    )
+    cost_per_conversion = serializers.DictField(
+        child=serializers.CharField(), help_text="Cost per attributed order ({} without orders)."
+    )
 
 
 class ChannelsSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +16,7 @@ from stores.api.scoping import StoreScopedMixin
 from stores.auth import store_of
 from tracking import analytics
 from tracking.actions import ConversionConflict, do_record_tracking_event
+from tracking.api.renderers import AnalyticsCSVRenderer
 from tracking.api.serializers import (
     AnalyticsQuerySerializer,
     ChannelsSerializer,
@@ -121,6 +123,18 @@ class ConversionView(APIView):
         )
 
 
+class AnalyticsView(APIView):
+    """``?format=csv`` (or ``Accept: text/csv``) answers the same figures as a CSV table."""
+
+    renderer_classes = [JSONRenderer, AnalyticsCSVRenderer]
+    csv_name = "analytics"
+
+
+def query_of(request: Request) -> dict[str, Any]:
+    """The filters, without DRF's own ``format`` (?format=csv)."""
+    return {k: v for k, v in request.query_params.dict().items() if k != "format"}
+
+
 def filters_from(request: Request, query: AnalyticsQuerySerializer) -> analytics.Filters:
     query.is_valid(raise_exception=True)
     return analytics.filters_for(
@@ -129,40 +143,47 @@ def filters_from(request: Request, query: AnalyticsQuerySerializer) -> analytics
         until=query.validated_data.get("until"),
         campaign_id=query.validated_data.get("campaign"),
         channel=query.validated_data.get("channel", ""),
+        variant=query.validated_data.get("variant", ""),
     )
 
 
-class PerformanceView(APIView):
+class PerformanceView(AnalyticsView):
+    csv_name = "performance"
+
     @extend_schema(
         parameters=[PerformanceQuerySerializer],
         responses={200: PerformanceSerializer},
         summary="Sends, opens, clicks and recovered revenue by day or week",
     )
     def get(self, request: Request) -> Response:
-        query = PerformanceQuerySerializer(data=request.query_params)
+        query = PerformanceQuerySerializer(data=query_of(request))
         filters = filters_from(request, query)
         result = analytics.performance(store_of(request), filters, query.validated_data["interval"])
         return Response(PerformanceSerializer(result).data)
 
 
-class ChannelsView(APIView):
+class ChannelsView(AnalyticsView):
+    csv_name = "channels"
+
     @extend_schema(
         parameters=[AnalyticsQuerySerializer],
         responses={200: ChannelsSerializer},
         summary="The same figures per channel, side by side",
     )
     def get(self, request: Request) -> Response:
-        filters = filters_from(request, AnalyticsQuerySerializer(data=request.query_params))
+        filters = filters_from(request, AnalyticsQuerySerializer(data=query_of(request)))
         return Response(ChannelsSerializer(analytics.channels(store_of(request), filters)).data)
 
 
-class ConversionFunnelView(APIView):
+class ConversionFunnelView(AnalyticsView):
+    csv_name = "conversion"
+
     @extend_schema(
         parameters=[AnalyticsQuerySerializer],
         responses={200: FunnelSerializer},
         summary="From abandoned carts to orders, with suppression reasons",
     )
     def get(self, request: Request) -> Response:
-        filters = filters_from(request, AnalyticsQuerySerializer(data=request.query_params))
+        filters = filters_from(request, AnalyticsQuerySerializer(data=query_of(request)))
         funnel = analytics.conversion_funnel(store_of(request), filters)
         return Response(FunnelSerializer(funnel).data)

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0002_lifecycle_variants_exposures'),
+        ('campaigns', '0003_results_snapshots_promotion_bandit'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 

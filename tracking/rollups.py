@@ -1,0 +1,285 @@
+"""Daily rollups of what interventions did, recounted from the raw rows (docs/analytics.md,
+"Rollups").
+
+A recount of a store's days is idempotent: it deletes those days' rollup rows and inserts
+the counts the raw rows give now, in one transaction under the store's row lock, so a
+reader sees the old or the new figures, never half, and two recounts of one store (beat
+and a backfill) take turns. Beat recounts the recent days every minute, which also picks
+up late and repeated reports (an open a day later, an order within the attribution
+window); ``backfill_rollups`` rebuilds any range, a few days per transaction.
+
+Days are the store's days (its time zone), like the analytics filters: a store that
+changes its time zone needs a backfill for the days before the change.
+"""
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as clock
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from prometheus_client import Counter, Gauge, Histogram
+
+from interventions.models import Intervention, Status
+from stores.models import Store
+from tracking.models import (
+    Cohort,
+    Conversion,
+    DailyRollup,
+    RevenueRollup,
+    SuppressionRollup,
+    TrackingEvent,
+)
+
+logger = structlog.get_logger(__name__)
+
+RECOUNT_SECONDS = Histogram(
+    "engine_rollup_recount_seconds",
+    "Time to recount one time zone's stores over a day range",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RECOUNT_FAILURES = Counter("engine_rollup_recount_failures_total", "Rollup recounts that failed")
+LAST_REFRESH = Gauge(
+    "engine_rollup_last_refresh_timestamp_seconds",
+    "When the recent days' rollups were last recounted (this process)",
+)
+
+# "suppressed: probability 0.12 below threshold 0.30" and "... 0.08 ..." are one reason.
+NUMBER = re.compile(r"\d+(?:[.:]\d+)*")
+
+BATCH = 1000
+
+
+def fold_reason(reason: str) -> str:
+    return NUMBER.sub("N", reason)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Store-local days [first, last], both included, and the instants they cover."""
+
+    first: date
+    last: date
+    zone: ZoneInfo
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.first, clock.min, self.zone)
+
+    @property
+    def until(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), clock.min, self.zone)
+
+
+KEY = ("store_id", "day", "campaign_id", "variant", "channel")
+
+
+def _reported(kind: str) -> Exists:
+    """Whether the intervention has a counted ``kind``: one probe of the (intervention,
+    kind) index per recounted intervention.
+
+    The always-true ``store = outer store OR pk < 0`` is there for PostgreSQL's planner: an
+    EXISTS correlated by equalities only may run as a hashed subplan, and for a rare kind
+    (clicks) it chose one, a scan of the whole tracking table per recount (0.4 s at 5 M
+    rows, growing with the table; docs/benchmarks.md). A correlated condition that is not
+    a plain equality rules that plan out, so the cost follows the recounted days' sends.
+    """
+    return Exists(
+        TrackingEvent.objects.filter(
+            Q(store_id=OuterRef("store_id")) | Q(pk__lt=0),
+            intervention=OuterRef("pk"),
+            kind=kind,
+            duplicate=False,
+        )
+    )
+
+
+def _cohort(store_ids: list[UUID], span: Span, by: str) -> QuerySet[Intervention]:
+    return Intervention.objects.filter(
+        store_id__in=store_ids, **{f"{by}__gte": span.since, f"{by}__lt": span.until}
+    ).annotate(day=TruncDate(by, tzinfo=span.zone))
+
+
+def _counts(rows: QuerySet[Intervention], cohort: str, now: datetime) -> Iterator[DailyRollup]:
+    grouped = (
+        rows.alias(was_opened=_reported("opened"), was_clicked=_reported("clicked"))
+        .values(*KEY)
+        .annotate(
+            interventions=Count("pk"),
+            suppressed=Count("pk", filter=Q(status=Status.SUPPRESSED)),
+            sent=Count("pk", filter=Q(sent_at__isnull=False)),
+            delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+            opened=Count("pk", filter=Q(was_opened=True)),
+            clicked=Count("pk", filter=Q(was_clicked=True)),
+        )
+        .order_by()
+    )
+    for row in grouped:
+        yield DailyRollup(cohort=cohort, refreshed_at=now, **row)
+
+
+def _orders(
+    rows: QuerySet[Intervention], cohort: str, span: Span, now: datetime
+) -> Iterator[RevenueRollup]:
+    by = "sent_at" if cohort == Cohort.SENT else "created_at"
+    orders = Conversion.objects.filter(intervention__in=rows.values("pk")).annotate(
+        day=TruncDate(f"intervention__{by}", tzinfo=span.zone)
+    )
+    grouped = (
+        orders.values(
+            "day",
+            "currency",
+            "intervention__store_id",
+            "intervention__campaign_id",
+            "intervention__variant",
+            "intervention__channel",
+        )
+        .annotate(converted=Count("pk"), revenue=Sum("recovered_revenue"), discount=Sum("discount"))
+        .order_by()
+    )
+    for row in grouped:
+        yield RevenueRollup(
+            cohort=cohort,
+            refreshed_at=now,
+            day=row["day"],
+            currency=row["currency"],
+            store_id=row["intervention__store_id"],
+            campaign_id=row["intervention__campaign_id"],
+            variant=row["intervention__variant"],
+            channel=row["intervention__channel"],
+            converted=row["converted"],
+            revenue=row["revenue"],
+            discount=row["discount"] or 0,
+        )
+
+
+def _suppressions(rows: QuerySet[Intervention], now: datetime) -> list[SuppressionRollup]:
+    folded: dict[tuple[Any, ...], int] = defaultdict(int)
+    for row in (
+        rows.filter(status=Status.SUPPRESSED)
+        .values(*KEY, "status_reason")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        folded[(*(row[name] for name in KEY), fold_reason(row["status_reason"])[:500])] += row["n"]
+    return [
+        SuppressionRollup(
+            refreshed_at=now, count=n, reason=key[-1], **dict(zip(KEY, key[:-1], strict=True))
+        )
+        for key, n in folded.items()
+    ]
+
+
+def recount(store_ids: Iterable[UUID], span: Span) -> int:
+    """Recount the rollups of these stores (all in ``span.zone``) over ``span``'s days;
+    the number of rollup rows written."""
+    store_ids = sorted(store_ids)
+    if not store_ids:
+        return 0
+    started = time.monotonic()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            # Serialises recounts of one store (beat and a backfill); pk order so two
+            # recounts of overlapping store sets cannot deadlock. NO KEY: a plain FOR
+            # UPDATE would conflict with the FOR KEY SHARE that every insert of a row
+            # pointing at the store takes, stalling the store's intake during a recount.
+            list(
+                Store.objects.select_for_update(no_key=True)
+                .filter(pk__in=store_ids)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            days = {"store_id__in": store_ids, "day__gte": span.first, "day__lte": span.last}
+            for model in (DailyRollup, RevenueRollup, SuppressionRollup):
+                model.objects.filter(**days).delete()
+            written = 0
+            for cohort, by in ((Cohort.SENT, "sent_at"), (Cohort.DECIDED, "created_at")):
+                rows = _cohort(store_ids, span, by)
+                daily = list(_counts(rows, cohort, now))
+                revenue = list(_orders(rows, cohort, span, now))
+                DailyRollup.objects.bulk_create(daily, batch_size=BATCH)
+                RevenueRollup.objects.bulk_create(revenue, batch_size=BATCH)
+                written += len(daily) + len(revenue)
+                if cohort == Cohort.DECIDED:
+                    suppressions = _suppressions(rows, now)
+                    SuppressionRollup.objects.bulk_create(suppressions, batch_size=BATCH)
+                    written += len(suppressions)
+    except Exception:
+        RECOUNT_FAILURES.inc()
+        logger.exception(
+            "rollup_recount_failed",
+            stores=len(store_ids),
+            first=str(span.first),
+            last=str(span.last),
+        )
+        raise
+    elapsed = time.monotonic() - started
+    RECOUNT_SECONDS.observe(elapsed)
+    logger.info(
+        "rollups_recounted",
+        stores=len(store_ids),
+        zone=str(span.zone),
+        first=str(span.first),
+        last=str(span.last),
+        rows=written,
+        seconds=round(elapsed, 3),
+    )
+    return written
+
+
+def stores_by_zone(store_ids: Iterable[UUID] | None = None) -> dict[str, list[UUID]]:
+    stores = Store.objects.all() if store_ids is None else Store.objects.filter(pk__in=store_ids)
+    zones: dict[str, list[UUID]] = defaultdict(list)
+    for pk, zone in stores.order_by("pk").values_list("pk", "timezone"):
+        zones[zone].append(pk)
+    return zones
+
+
+def do_refresh_recent_rollups(days: int | None = None) -> dict[str, int]:
+    """What beat runs: recount every store's last ``days`` days (today included, in each
+    store's time zone), which covers late reports within ``ROLLUP_RECENT_DAYS``."""
+    days = days or settings.ROLLUP_RECENT_DAYS
+    written: dict[str, int] = defaultdict(int)
+    for zone_name, store_ids in stores_by_zone().items():
+        zone = ZoneInfo(zone_name)
+        today = timezone.now().astimezone(zone).date()
+        # The daily pass covers weeks: a transaction per week keeps each one short.
+        for chunk in _chunks(today - timedelta(days=days - 1), today, CHUNK_DAYS):
+            written[zone_name] += recount(store_ids, Span(*chunk, zone))
+    LAST_REFRESH.set_to_current_time()
+    return dict(written)
+
+
+CHUNK_DAYS = 7
+
+
+def _chunks(first: date, last: date, size: int) -> Iterator[tuple[date, date]]:
+    start = first
+    while start <= last:
+        end = min(start + timedelta(days=size - 1), last)
+        yield start, end
+        start = end + timedelta(days=1)
+
+
+def do_backfill_rollups(
+    first: date, last: date, store_ids: list[UUID] | None = None, chunk_days: int = 7
+) -> Iterator[tuple[str, date, date, int]]:
+    """Rebuild the rollups of ``first``..``last`` (store-local days) from the raw rows,
+    ``chunk_days`` per transaction, so memory and lock time stay bounded; yields each
+    chunk done: (zone, first, last, rows written)."""
+    for zone_name, ids in stores_by_zone(store_ids).items():
+        zone = ZoneInfo(zone_name)
+        for start, end in _chunks(first, last, chunk_days):
+            yield zone_name, start, end, recount(ids, Span(start, end, zone))
