@@ -10,7 +10,7 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from stores.models import Shopper, Store
+from stores.models import AttributionModel, Shopper, Store
 
 
 class Trigger(models.TextChoices):
@@ -95,6 +95,13 @@ class Campaign(models.Model):
     attribution_window_hours = models.PositiveIntegerField(
         default=DEFAULT_ATTRIBUTION_WINDOW_HOURS,
         help_text="A checkout this long after exposure counts as a conversion for the arm.",
+    )
+    attribution_model = models.CharField(
+        max_length=16,
+        choices=AttributionModel.choices,
+        blank=True,
+        help_text="How orders are credited when this campaign's send is the last touch; "
+        "empty: the store's model.",
     )
     # Frozen on completion: later conversions no longer move a finished test.
     results = models.JSONField(null=True, blank=True)

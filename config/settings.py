@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "notifications",
     "realtime",
     "templates.apps.MessageTemplatesConfig",
+    "outbound",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +196,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "interventions.tasks.sweep_stuck_interventions",
         "schedule": env.float("SWEEPER_INTERVAL_SECONDS", default=60.0),
         "options": {"queue": "scheduled", "expires": 120},
+    },
+    "dispatch-outbox": {
+        "task": "outbound.tasks.dispatch_outbox",
+        "schedule": env.float("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=2.0),
+        "options": {"queue": "webhooks", "expires": 30},
+    },
+    "prune-webhooks": {
+        "task": "outbound.tasks.prune_webhooks",
+        "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
+        "options": {"queue": "webhooks", "expires": 600},
     },
     "prune-expired-rows": {
         "task": "interventions.tasks.prune_expired_rows",
@@ -359,6 +370,21 @@ ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
+
+# --- Outbound webhooks (docs/webhooks.md) ------------------------------------
+# Private, loopback and reserved targets are refused (SSRF) unless this is set: tests and
+# development only (settings_dev sets it).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# One sender per endpoint holds this lease; a worker killed mid-post frees it when it ends.
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
+WEBHOOK_RETRY_BASE_DELAY = env.float("WEBHOOK_RETRY_BASE_DELAY", default=5.0)
+WEBHOOK_RETRY_MAX_DELAY = env.float("WEBHOOK_RETRY_MAX_DELAY", default=3600.0)
+# 5 s doubling to an hour: about 16 hours of failures before an endpoint is disabled.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=25)
+WEBHOOK_DISPATCH_BATCH = env.int("WEBHOOK_DISPATCH_BATCH", default=1000)
+WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=200)
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------
 # Days each kind of row is kept; 0 keeps it forever. Pruned hourly by beat, oldest first.

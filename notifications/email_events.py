@@ -34,6 +34,29 @@ EVENT_EFFECTS: dict[str, tuple[str, str, str]] = {
 SUPPRESSING_REJECT_REASONS = frozenset({"bounced", "invalid", "unsubscribed", "spam"})
 
 
+def is_machine_open(esp_name: str, event: AnymailTrackingEvent) -> bool:
+    """Whether the ESP says a privacy proxy (Apple Mail Privacy Protection and the like)
+    loaded the pixel. anymail does not normalize this, so it is read from each ESP's raw
+    payload (``esp_event``); an ESP that does not say is taken as a human open."""
+    if event.event_type != "opened":
+        return False
+    raw = event.esp_event
+    if not isinstance(raw, dict):
+        return False
+    esp = esp_name.lower()
+    if esp == "sendgrid":
+        # SendGrid's open event: "sg_machine_open": true for Apple MPP prefetches.
+        return raw.get("sg_machine_open") in (True, "true", 1)
+    if esp == "mailgun":
+        # Mailgun's event-data.client-info.bot names the proxy ("apple", "gmail"...).
+        client_info = (raw.get("event-data") or {}).get("client-info") or {}
+        return bool(client_info.get("bot"))
+    if esp in ("brevo", "sendinblue"):
+        # Brevo sends proxy opens as their own event names; anymail maps them to "opened".
+        return raw.get("event") in ("proxy_open", "unique_proxy_open")
+    return False
+
+
 def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
     # notifications.views.anymail_tracking already refuses these; checked again here so
     # that anymail's own URLs, if ever included again, cannot feed forged events in.
@@ -62,6 +85,7 @@ def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwarg
         metadata=metadata,
         failure_reason=failure_reason,
         suppress_reason=suppress_reason,
+        machine=is_machine_open(esp_name, event),
     )
     if event.event_type in ("unsubscribed", "complained") and intervention is not None:
         email = event.recipient or intervention.shopper.email

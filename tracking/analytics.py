@@ -69,7 +69,9 @@ def _interventions(store: Store, filters: Filters, by: str) -> QuerySet[Interven
 def _reported(kind: str) -> Exists:
     # Served by the (intervention, kind) index.
     return Exists(
-        TrackingEvent.objects.filter(intervention=OuterRef("pk"), kind=kind, duplicate=False)
+        TrackingEvent.objects.filter(
+            intervention=OuterRef("pk"), kind=kind, duplicate=False, machine=False
+        )
     )
 
 
