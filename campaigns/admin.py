@@ -48,6 +48,7 @@ class CampaignAdminForm(forms.ModelForm):
             "variants",
             "holdout_percent",
             "attribution_window_hours",
+            "attribution_model",
         ]
         help_texts = {
             "variants": 'e.g. [{"key": "control", "weight": 50}, {"key": "ten_off", "weight": '
@@ -161,6 +162,7 @@ class CampaignAdmin(StoreScopedAdmin):
                     "variants",
                     "holdout_percent",
                     "attribution_window_hours",
+                    "attribution_model",
                     "results_panel",
                 ]
             },

@@ -68,6 +68,7 @@ class CampaignSerializer(StrictModelSerializer):
             "variants",
             "holdout_percent",
             "attribution_window_hours",
+            "attribution_model",
             "created_at",
             "updated_at",
         ]
@@ -83,7 +84,7 @@ class CampaignSerializer(StrictModelSerializer):
             "min_probability": {"min_value": 0.0, "max_value": 1.0},
             "max_probability": {"min_value": 0.0, "max_value": 1.0},
             "holdout_percent": {"min_value": 0.0, "max_value": 50.0},
-            "attribution_window_hours": {"min_value": 1},
+            "attribution_window_hours": {"min_value": 1, "max_value": 24 * 90},
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -35,25 +35,21 @@ SUPPRESSING_REJECT_REASONS = frozenset({"bounced", "invalid", "unsubscribed", "s
 
 
 def is_machine_open(esp_name: str, event: AnymailTrackingEvent) -> bool:
-    """Whether the ESP says a privacy proxy (Apple Mail Privacy Protection and the like)
-    loaded the pixel. anymail does not normalize this, so it is read from each ESP's raw
-    payload (``esp_event``); an ESP that does not say is taken as a human open."""
-    if event.event_type != "opened":
+    """Whether the ESP says a privacy proxy (Apple Mail Privacy Protection and the like),
+    not a person, loaded the pixel. anymail does not normalize this, so it is read from
+    the ESP's raw payload (``esp_event``). Postmark and Amazon SES do not say (Postmark
+    documents MPP opens as inflated opens): their opens count as human."""
+    if event.event_type != "opened" or not isinstance(event.esp_event, dict):
         return False
-    raw = event.esp_event
-    if not isinstance(raw, dict):
-        return False
-    esp = esp_name.lower()
+    esp = ESP_OF_ANYMAIL_NAME.get(esp_name, "")
     if esp == "sendgrid":
-        # SendGrid's open event: "sg_machine_open": true for Apple MPP prefetches.
-        return raw.get("sg_machine_open") in (True, "true", 1)
+        # SendGrid's open event carries "sg_machine_open": true for proxy prefetches.
+        return event.esp_event.get("sg_machine_open") in (True, "true")
     if esp == "mailgun":
-        # Mailgun's event-data.client-info.bot names the proxy ("apple", "gmail"...).
-        client_info = (raw.get("event-data") or {}).get("client-info") or {}
+        # Mailgun's event-data.client-info.bot names the proxy ("apple", "gmail"); empty
+        # for a person.
+        client_info = (event.esp_event.get("event-data") or {}).get("client-info") or {}
         return bool(client_info.get("bot"))
-    if esp in ("brevo", "sendinblue"):
-        # Brevo sends proxy opens as their own event names; anymail maps them to "opened".
-        return raw.get("event") in ("proxy_open", "unique_proxy_open")
     return False
 
 

@@ -40,6 +40,9 @@ WEBHOOK_SECONDS = Histogram("engine_webhook_seconds", "Time of one webhook post"
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "engine_webhook_endpoints_disabled_total", "Endpoints disabled after consecutive failures"
 )
+WEBHOOK_ENQUEUE_FAILURES = Counter(
+    "engine_webhook_enqueue_failures_total", "Send tasks that could not be enqueued"
+)
 OUTBOX_DISPATCHED = Counter("engine_outbox_events_dispatched_total", "Outbox events fanned out")
 
 EVENT_TYPES = sorted(
@@ -166,13 +169,17 @@ def endpoints_with_work(now: datetime) -> QuerySet[WebhookEndpoint]:
 
 
 def wake_endpoints() -> None:
+    """One send task per endpoint with work due. A lost task is harmless: the next
+    dispatcher tick wakes the endpoint again."""
     for endpoint_id in endpoints_with_work(timezone.now()).values_list("pk", flat=True):
-        current_app.send_task(
-            "outbound.tasks.deliver_webhooks",
-            args=(str(endpoint_id),),
-            queue="webhooks",
-            expires=settings.WEBHOOK_LEASE_SECONDS,
-        )
+        try:
+            current_app.signature(
+                "outbound.tasks.deliver_webhooks", args=(str(endpoint_id),), queue="webhooks"
+            ).apply_async(expires=settings.WEBHOOK_LEASE_SECONDS)
+        except Exception as error:  # the broker is down: the next tick tries again
+            WEBHOOK_ENQUEUE_FAILURES.inc()
+            logger.error("webhook_enqueue_failed", endpoint_id=str(endpoint_id), error=str(error))
+            return
 
 
 def claim(endpoint_id: Any, now: datetime) -> bool:
@@ -202,7 +209,7 @@ def do_deliver_endpoint(endpoint_id: Any) -> dict[str, int]:
         return {"delivered": 0, "failed": 0}
     # Stop starting posts while one more could outlive the lease.
     budget = timedelta(
-        seconds=settings.WEBHOOK_LEASE_SECONDS - settings.WEBHOOK_TIMEOUT_SECONDS - 4
+        seconds=settings.WEBHOOK_LEASE_SECONDS - settings.WEBHOOK_TIMEOUT_SECONDS - 5
     )
     endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
     delivered = failed = 0
@@ -213,7 +220,7 @@ def do_deliver_endpoint(endpoint_id: Any) -> dict[str, int]:
             .order_by("event_id")[: settings.WEBHOOK_SEND_BATCH]
         )
         for delivery in pending:
-            if timezone.now() - started > budget:
+            if delivered and timezone.now() - started > budget:
                 break
             if send_one(endpoint, delivery):
                 delivered += 1

@@ -25,7 +25,16 @@ from campaigns.models import (
 ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent"})
 # A running (or scheduled) campaign may still be renamed, reprioritised or given an end.
 LIVE_EDITABLE_FIELDS = (
-    frozenset({"name", "priority", "ends_at", "starts_at", "attribution_window_hours"})
+    frozenset(
+        {
+            "name",
+            "priority",
+            "ends_at",
+            "starts_at",
+            "attribution_window_hours",
+            "attribution_model",
+        }
+    )
     | ALLOCATION_FIELDS
 )
 # A finished campaign is a record; only its name may still change.

@@ -76,7 +76,15 @@ class ConversionInputSerializer(StrictSerializer):
 
 class ConversionSerializer(serializers.ModelSerializer):
     cart_id = serializers.CharField(source="cart_external_id")
-    attributed_to = serializers.UUIDField(source="intervention_id", allow_null=True)
+    attributed_to = serializers.UUIDField(
+        source="intervention_id",
+        allow_null=True,
+        help_text="The intervention the order is counted on (once per order).",
+    )
+    credits = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Each credited intervention: intervention_id, weight, recovered_revenue.",
+    )
 
     class Meta:
         model = Conversion
@@ -89,6 +97,8 @@ class ConversionSerializer(serializers.ModelSerializer):
             "discount",
             "recovered_revenue",
             "attributed_to",
+            "attribution_model",
+            "credits",
             "source",
             "occurred_at",
             "recorded_at",
