@@ -51,6 +51,12 @@ def test_an_order_is_one_conversion_event_with_its_credit(shop):
     assert len(outbox(type="tracking.converted", intervention_id=intervention_id)) == 1
 
 
+def deliver_then_fail(intervention: Intervention) -> None:
+    with transaction.atomic():
+        transition(intervention, "delivered", "ack")
+        raise RuntimeError("the caller failed after the change")
+
+
 def test_a_refused_transition_or_a_rolled_back_one_writes_no_event(shop):
     # given a sent intervention and its events so far
     intervention = Intervention.objects.get(pk=send(shop))
@@ -59,9 +65,8 @@ def test_a_refused_transition_or_a_rolled_back_one_writes_no_event(shop):
     # when a transition is illegal, and another is rolled back with its transaction
     with pytest.raises(IllegalTransition):
         transition(intervention, "sending", "stale worker")
-    with pytest.raises(RuntimeError), transaction.atomic():
-        transition(intervention, "delivered", "ack")
-        raise RuntimeError("the caller failed after the change")
+    with pytest.raises(RuntimeError):
+        deliver_then_fail(intervention)
 
     # then neither left an event behind
     assert len(outbox()) == before

@@ -5,6 +5,7 @@ with the same webhook-id on every try, and every request verifies with standardw
 """
 
 import json
+from itertools import pairwise
 
 import pytest
 from django.utils import timezone
@@ -101,7 +102,7 @@ def test_worker_killed_mid_delivery_every_event_arrives_in_order_with_one_id(
     for intervention in interventions:
         own = [e.webhook_id for e in events if e.intervention_id == intervention.pk]
         assert len(own) == 6
-        for earlier, later in zip(own, own[1:], strict=False):
+        for earlier, later in pairwise(own):
             last_try = max(i for i, seen in enumerate(ids) if seen == earlier)
             assert last_try < ids.index(later), (earlier, later)
     # and every request, retries included, verifies with the endpoint's secret
