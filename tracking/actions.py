@@ -47,6 +47,9 @@ def is_repeat(intervention: Intervention, kind: str, at: datetime) -> bool:
         intervention=intervention,
         kind=kind,
         duplicate=False,
+        # A proxy's prefetch is no human open: the person's own open, seconds later,
+        # must still count.
+        machine=False,
         occurred_at__gte=at - window,
         occurred_at__lte=at + window,
     ).exists()

@@ -23,6 +23,7 @@ FIRST_TOUCH = AttributionModel.FIRST_TOUCH.value
 LINEAR = AttributionModel.LINEAR.value
 ANY_EXPOSURE = AttributionModel.ANY_EXPOSURE.value
 MODELS = frozenset(AttributionModel.values)
+WHOLE = Decimal("1.0000")
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,12 @@ def attribute(
         return Attribution(eligible_model(None, store_model), ())
     model = eligible_model(eligible[-1], store_model)
     if model == FIRST_TOUCH:
-        return Attribution(model, (Credit(eligible[0].intervention_id, Decimal(1)),))
+        return Attribution(model, (Credit(eligible[0].intervention_id, WHOLE),))
     if model == LAST_TOUCH:
-        return Attribution(model, (Credit(eligible[-1].intervention_id, Decimal(1)),))
-    share = Decimal(1) if model == ANY_EXPOSURE else Decimal(1) / len(eligible)
-    newest_first = reversed(eligible)
-    return Attribution(
-        model,
-        tuple(Credit(t.intervention_id, share.quantize(Decimal("0.0001"))) for t in newest_first),
-    )
+        return Attribution(model, (Credit(eligible[-1].intervention_id, WHOLE),))
+    # Shares are rounded to 4 places: three linear touches get 0.3333 each.
+    share = WHOLE if model == ANY_EXPOSURE else (WHOLE / len(eligible)).quantize(WHOLE)
+    return Attribution(model, tuple(Credit(t.intervention_id, share) for t in reversed(eligible)))
 
 
 def eligible_model(last: Touch | None, store_model: str) -> str:

@@ -34,6 +34,9 @@ class TimelineEntrySerializer(serializers.Serializer):
     # DRF takes declared fields off the class; only mypy sees Field.source here.
     source = serializers.CharField(required=False)  # type: ignore[assignment]
     duplicate = serializers.BooleanField(required=False)
+    machine = serializers.BooleanField(
+        required=False, help_text="An open the ESP says a privacy proxy made: not counted."
+    )
     revenue = serializers.DecimalField(
         max_digits=12, decimal_places=2, required=False, allow_null=True
     )
@@ -51,7 +54,7 @@ class TrackingEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrackingEvent
-        fields = ["event", "source", "occurred_at", "duplicate", "revenue", "metadata"]
+        fields = ["event", "source", "occurred_at", "duplicate", "machine", "revenue", "metadata"]
         read_only_fields = fields
 
 
