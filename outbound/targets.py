@@ -28,7 +28,7 @@ def check_target(url: str) -> None:
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, port)}
     except (OSError, ValueError) as error:
         raise TargetRefused(f"The host does not resolve: {error}.") from error
     for address in addresses:
