@@ -309,11 +309,12 @@ def transition(
                     detail=detail or {},
                     at=now,
                 )
+                for name, value in changes.items():
+                    setattr(intervention, name, value)
+                # After the fields are set: a re-queue on the next channel names the new one.
                 outbox.record(
                     [outbox.status_changed(intervention, expected, target, reason[:500], now)]
                 )
-                for name, value in changes.items():
-                    setattr(intervention, name, value)
                 return
         current = Intervention.objects.filter(pk=intervention.pk).values_list("status", flat=True)
         expected = current.first() or "missing"
