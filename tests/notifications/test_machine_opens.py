@@ -10,7 +10,11 @@ from tests.notifications.conftest import anymail_post
 from tests.notifications.test_email import trigger_email
 from tracking.models import TrackingEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # anymail still parses SendGrid's webhooks but warns it no longer supports SendGrid.
+    pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning"),
+]
 
 
 def sendgrid_open(intervention, machine: bool) -> None:

@@ -92,3 +92,16 @@ def test_a_burst_of_acks_writes_one_event_per_row_that_moved(shop):
         (str(first.pk), "intervention.delivered"),
         (str(first.pk), "tracking.delivered"),
     ]
+
+
+def test_a_status_event_carries_the_fields_after_the_change(shop):
+    # given a sent email that then bounced
+    intervention = Intervention.objects.get(pk=send(shop))
+    transition(intervention, "failed", "bounced")
+
+    # when it is re-queued on the next channel of its fallback chain
+    transition(intervention, "queued", "falling back to sms", channel="sms")
+
+    # then the event names the new channel
+    [requeued] = outbox(type="intervention.queued", data__from_status="failed")
+    assert requeued.data["channel"] == "sms"
