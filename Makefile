@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck pytest lock clean browser
+.PHONY: run test install lint typecheck pytest lock clean browser vendor-js
 
 run: $(INSTALLED)
 	$(BIN)/python -m config.services run
@@ -43,6 +43,17 @@ QUIET_HOURS_CLOCK := 2026-01-15T22:30:00+00:00
 pytest:
 	$(BIN)/pytest
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" --wall-clock=$(QUIET_HOURS_CLOCK)
+
+# The admin dashboard's Chart.js is committed under $(VENDOR_JS), so `make install` needs
+# no node and the page works offline (docs/analytics.md#where-chartjs-comes-from).
+# package-lock.json pins the version and its integrity hash; after changing it, this
+# rewrites the copy and its licences (tests/tracking/test_vendored_assets.py compares them).
+VENDOR_JS := tracking/static/tracking/vendor
+vendor-js:
+	npm ci --ignore-scripts --no-audit --no-fund
+	sed '/^\/\/# sourceMappingURL=/d' node_modules/chart.js/dist/chart.umd.min.js > $(VENDOR_JS)/chart.umd.min.js
+	cp node_modules/chart.js/LICENSE.md $(VENDOR_JS)/chart.js.LICENSE.md
+	cp node_modules/@kurkle/color/LICENSE.md $(VENDOR_JS)/kurkle-color.LICENSE.md
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock:

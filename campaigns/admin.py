@@ -125,6 +125,9 @@ def lifecycle_action(command: str, description: str) -> Any:
 @admin.register(Campaign)
 class CampaignAdmin(StoreScopedAdmin):
     form = CampaignAdminForm
+    # Saves and lifecycle actions go through campaigns.actions, which record their own
+    # entries; a deletion here does not.
+    audited = frozenset({"deleted"})
     list_display = ["name", "store", "status", "trigger", "channel", "delay_minutes", "priority"]
     list_filter = ["store", "status", "trigger", "channel"]
     search_fields = ["name"]

@@ -14,7 +14,7 @@ from campaigns import actions
 from campaigns.models import Campaign, CampaignChannel
 from config.api import DateTimeField, StrictModelSerializer, StrictSerializer
 from stores.api.scoping import StoreScopedMixin
-from stores.models import StoreApiKey
+from stores.auth import actor_of
 
 
 class Conflict(exceptions.APIException):
@@ -99,11 +99,6 @@ class CampaignSerializer(StrictModelSerializer):
         return attrs
 
 
-def actor_of(request: Request) -> str:
-    api_key = request.auth
-    return f"api key: {api_key.name}" if isinstance(api_key, StoreApiKey) else "api"
-
-
 class CampaignViewSet(
     StoreScopedMixin,
     mixins.ListModelMixin,
@@ -150,7 +145,7 @@ class CampaignViewSet(
     @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT}, summary="Delete a draft")
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         try:
-            actions.do_delete_campaign(self.get_object())
+            actions.do_delete_campaign(self.get_object(), actor_of(request))
         except actions.CampaignConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)

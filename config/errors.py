@@ -6,12 +6,21 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import Counter
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 logger = structlog.get_logger(__name__)
+
+DATABASE_UNAVAILABLE = Counter(
+    "engine_database_unavailable_total",
+    "API requests answered 503 because PostgreSQL could not be reached or the pool was empty.",
+)
+# Long enough for a pool to reconnect after PostgreSQL returns (docs/operations.md).
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
@@ -75,6 +84,21 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if isinstance(exc, exceptions.ParseError):
             code_name = "malformed_request"
         response.data = error_body(str(code_name), str(exc.detail))
+        return response
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        # PostgreSQL down, restarting, or the pool empty for DATABASE_POOL_TIMEOUT: the
+        # caller should retry (with an Idempotency-Key where the endpoint takes one).
+        # Programming errors are DatabaseError's other subclasses: still 500s.
+        DATABASE_UNAVAILABLE.inc()
+        logger.warning(
+            "database_unavailable", view=type(context.get("view")).__name__, error=str(exc)
+        )
+        response = Response(
+            error_body("database_unavailable", "The database is unavailable; retry shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response
 
     logger.error("unhandled_api_error", view=type(context.get("view")).__name__, exc_info=exc)

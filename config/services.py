@@ -116,7 +116,7 @@ def run() -> int:
         "\n".join(
             [
                 "",
-                f"  Admin:          {base}/admin/  (user {demo['admin_user']}, password {demo['admin_password']})",
+                f"  Admin:          {base}/admin/  (user {demo['admin_user']}, password {demo['admin_password']}; opens on the dashboard)",
                 f"                  one store only: user {demo['marketer_user']}, password {demo['marketer_password']}",
                 f"  API docs:       {base}/api/docs/",
                 f"  Demo storefront {base}/demo/storefront/",

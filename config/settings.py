@@ -47,7 +47,7 @@ CONTENT_URL_HOSTS = env.list("CONTENT_URL_HOSTS", default=[])
 INSTALLED_APPS = [
     "daphne",
     "config.apps.EngineConfig",
-    "django.contrib.admin",
+    "config.apps.EngineAdminConfig",  # django.contrib.admin with the dashboard as its index
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -141,6 +141,10 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Connect storms open many sockets at once; redis-py's async default of 100 is too small.
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1000)
 
+# Every API request reads the cache (throttle counters): a Redis that accepts connections
+# but stops answering must cost a request at most this long, not hang its thread.
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=2.0)
+
 CACHES: dict[str, dict[str, object]]
 CHANNEL_LAYERS: dict[str, dict[str, object]]
 if EMBEDDED:
@@ -152,6 +156,10 @@ else:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ie",
+            "OPTIONS": {
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            },
         }
     }
     # One PUBLISH per send instead of the list-based layer's four round trips:
@@ -159,7 +167,18 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ie"},
+            # The subscriber polls with its own short timeout, so a socket timeout bounds
+            # publishes and reconnects without cutting idle subscriptions.
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+                    }
+                ],
+                "prefix": "ie",
+            },
         }
     }
 
@@ -366,6 +385,13 @@ SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS = env.float(
     "SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS", default=30.0
 )
 ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
+# Lifetimes of the sealed link tokens in messages (docs/operations.md#link-tokens): the
+# cart link (a reminder sequence is days, not months), the open pixel (an open after
+# that says nothing about the campaign), and one-click unsubscribe (CAN-SPAM asks for
+# 30 days at least; people unsubscribe from old emails, and the token only opts out).
+RECOVERY_LINK_MAX_AGE_DAYS = env.int("RECOVERY_LINK_MAX_AGE_DAYS", default=14)
+OPEN_PIXEL_MAX_AGE_DAYS = env.int("OPEN_PIXEL_MAX_AGE_DAYS", default=90)
+UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env.int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", default=365)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
@@ -394,6 +420,7 @@ RETENTION_DAYS = {
     "intervention_history": env.int("RETENTION_INTERVENTION_HISTORY_DAYS", default=180),
     "tracking_events": env.int("RETENTION_TRACKING_EVENTS_DAYS", default=400),
     "finished_interventions": env.int("RETENTION_FINISHED_INTERVENTIONS_DAYS", default=400),
+    "webhook_receipts": env.int("RETENTION_WEBHOOK_RECEIPTS_DAYS", default=400),
 }
 # Rows deleted per statement (one short transaction each), and per kind per run.
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
@@ -421,6 +448,9 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4096)
 WS_REPLAY_WINDOW = env.int("WS_REPLAY_WINDOW", default=3600)
 # Live connections one shopper (one user token's room) may hold, within the store's limit.
 WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=5)
+# Live connections one store token may hold in the store room (a dashboard's tabs), so a
+# leaked store token cannot take the store's whole limit either.
+WS_MAX_CONNECTIONS_PER_STORE_TOKEN = env.int("WS_MAX_CONNECTIONS_PER_STORE_TOKEN", default=5)
 # Per connection: `resume` frames, and `tracking` frames (average per second, burst).
 # Frames beyond them get an `error` frame (`rate_limited`) and do nothing.
 WS_RESUMES_PER_SECOND = env.float("WS_RESUMES_PER_SECOND", default=1.0)
@@ -458,6 +488,9 @@ ANYMAIL = {
     "MAILGUN_SENDER_DOMAIN": env("MAILGUN_SENDER_DOMAIN", default=""),
     "MAILGUN_WEBHOOK_SIGNING_KEY": env("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
     "POSTMARK_SERVER_TOKEN": env("POSTMARK_SERVER_TOKEN", default=""),
+    # Postmark's API origin; anymail sends here and the transport's message search asks
+    # here (a stub provider in the end-to-end tests).
+    "POSTMARK_API_URL": env("POSTMARK_API_URL", default="https://api.postmarkapp.com/"),
     # SES takes boto3's usual AWS_* environment variables.
     "AMAZON_SES_CLIENT_PARAMS": {"region_name": env("AWS_REGION", default="us-east-1")},
     # "user:password" the ESP's webhook URL carries (basic auth), as anymail documents.
@@ -470,6 +503,8 @@ TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=10.0)
+# Where the SDK sends Messages API calls (a stub provider in the end-to-end tests).
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com")
 SMS_MAX_SEGMENTS = env.int("SMS_MAX_SEGMENTS", default=3)
 SMS_HELP_TEXT = env(
     "SMS_HELP_TEXT", default="Cart reminders. Reply STOP to unsubscribe, START to resubscribe."

@@ -9,11 +9,10 @@ from collections.abc import Collection
 from typing import Any
 
 import structlog
-from django.core import signing
 from django.db import transaction
 from prometheus_client import Counter
 
-from notifications.links import read_unsubscribe_token
+from notifications.links import InvalidLink, read_unsubscribe_token
 from notifications.models import Device, Suppression, WebhookReceipt
 from stores.actions import do_upsert_shopper
 from stores.models import Shopper, Store
@@ -125,7 +124,7 @@ def access_unsubscribe_link(token: str) -> tuple[Store, str]:
     try:
         store_id, email = read_unsubscribe_token(token)
         store = Store.objects.filter(pk=uuid.UUID(store_id)).first()
-    except (signing.BadSignature, ValueError) as invalid:
+    except (InvalidLink, ValueError) as invalid:
         raise InvalidUnsubscribeLink from invalid
     if store is None:
         raise InvalidUnsubscribeLink

@@ -18,6 +18,7 @@ import structlog
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
@@ -58,6 +59,10 @@ IDLE_CLOSED = Counter(
 )
 FRAMES_SENT = Counter(
     "engine_websocket_frames_sent_total", "Intervention frames sent, by how.", ["how"]
+)
+CATCH_UPS = Counter(
+    "engine_websocket_catch_ups_total",
+    "Connections that caught up from the replay stream after this process lost Redis.",
 )
 
 REMEMBERED_FRAMES = 1000
@@ -128,6 +133,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     store_id = ""
     user_id = ""
+    holder = ""  # whose connections are capped together (registry.holder_of)
     room = ""
     registered = False
 
@@ -139,7 +145,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         token = query.get("token", [""])[0]
         resume_after = query.get("last_message_id", [""])[0]
         self.sent: OrderedDict[str, str] = OrderedDict()
-        self.last_heard = time.monotonic()
+        self.last_heard = self.caught_up_at = time.monotonic()
+        # Stream ids are milliseconds: a dashboard's catch-up starts no earlier than this.
+        self.connected_stream_id = f"{int(time.time() * 1000)}-0"
         self.keep_alive: asyncio.Task[None] | None = None
         self.budgets = {
             "resume": FrameBudget(settings.WS_RESUMES_PER_SECOND, 1),
@@ -154,6 +162,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             code = CLOSE_FORBIDDEN if refusal.problem == "mismatch" else CLOSE_UNAUTHENTICATED
             return await self.refuse(code, f"token_{refusal.problem}")
         self.store_id = claim.store_id
+        self.holder = registry.holder_of(self.room_kind, self.user_id, token)
         rules = await StoreRules.of(self.store_id)
         if rules is None:
             return await self.refuse(CLOSE_UNKNOWN_STORE, "unknown_store")
@@ -169,6 +178,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self.user_id,
                 self.channel_name,
                 rules.connection_limit,
+                self.holder,
             )
         except redis.RedisError as exc:
             logger.warning("websocket_registry_unreachable", error=str(exc))
@@ -176,7 +186,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if admitted == registry.STORE_LIMIT:
             return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "connection_limit")
         if admitted == registry.USER_LIMIT:
-            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, "user_connection_limit")
+            reason = (
+                "user_connection_limit" if self.room_kind == "user" else "token_connection_limit"
+            )
+            return await self.refuse(CLOSE_TOO_MANY_CONNECTIONS, reason)
         self.registered = True
         self.room = (
             replay.user_room(self.store_id, self.user_id)
@@ -238,7 +251,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.registered = False
         LIVE_CONNECTIONS.labels(self.room_kind).dec()
         await self.channel_layer.group_discard(self.room, self.channel_name)
-        await registry.unregister(self.store_id, self.user_id, self.channel_name)
+        await registry.unregister(self.store_id, self.holder, self.channel_name)
 
     # --- server → client ------------------------------------------------------
 
@@ -295,8 +308,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_IDLE)
                 return
             await self.send(text_data=frame_text("heartbeat", {}))
-            await registry.touch(self.store_id, self.user_id, self.channel_name)
+            await registry.touch(self.store_id, self.holder, self.channel_name)
+            # Two heartbeats past the process's last Redis failure: the subscription may
+            # come back a moment after Redis answers, so one catch-up could be too early.
+            if registry.last_failure() > self.caught_up_at - 2 * interval:
+                await self.catch_up()
             await asyncio.sleep(interval)
+
+    async def catch_up(self) -> None:
+        """Send what was published for this room while this process's pub/sub link was
+        down (and until it resubscribed): a shopper's unacknowledged interventions, or a
+        dashboard's frames since its last one. Without it they waited for a reconnect."""
+        try:
+            if self.room_kind == "user":
+                await self.send_pending()
+            else:
+                await self.replay_after(next(reversed(self.sent), self.connected_stream_id))
+        except (redis.RedisError, DatabaseError) as exc:
+            logger.info("websocket_catch_up_deferred", store_id=self.store_id, error=str(exc))
+            return
+        CATCH_UPS.inc()
+        self.caught_up_at = time.monotonic()
 
     # --- client → server ------------------------------------------------------
 

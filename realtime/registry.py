@@ -3,7 +3,9 @@
 Keys (all under ``ie:ws:``):
 - ``conns:{store}``: sorted set, member = channel name, score = last activity (epoch s);
 - ``info:{store}``: hash, channel name → JSON {scope, user_id, instance, connected_at};
-- ``user:{store}:{user digest}``: sorted set of that shopper's channel names.
+- ``user:{store}:{user digest}``: sorted set of that shopper's channel names;
+- ``token:{store}:{token digest}``: sorted set of the channel names opened with one store
+  token (store rooms: a dashboard's tabs, or one leaked token).
 
 Every connection refreshes its score each heartbeat, so the entries of a process that
 died without cleaning up age out after ``WS_IDLE_TIMEOUT_SECONDS + WS_HEARTBEAT_SECONDS``
@@ -37,7 +39,8 @@ REGISTRY_ERRORS = Counter(
 )
 
 # Atomic so that a connect storm cannot overshoot a limit between count and add.
-# Returns 1 (admitted), 0 (the store is at its limit) or -1 (the shopper is at theirs).
+# Returns 1 (admitted), 0 (the store is at its limit) or -1 (the holder, a shopper in a
+# user room or one token in a store room, is at theirs: ARGV[7]).
 # Stale entries go in chunks: Lua's unpack() fails past ~8,000 values ("too many results
 # to unpack"), and the info hash is cleaned before the index, so a failure can never
 # leave orphaned info fields behind a cleaned index.
@@ -68,9 +71,24 @@ end
 return 1
 """
 
+# When this process last failed to reach Redis (monotonic; 0: never). A subscription
+# broken with the link misses what is published until channels_redis resubscribes, so
+# connections catch up from the replay stream once Redis answers again (consumers).
+_last_failure = 0.0
+
+
+def note_failure() -> None:
+    global _last_failure  # one per process, like the metric
+    _last_failure = time.monotonic()
+
+
+def last_failure() -> float:
+    return _last_failure
+
+
 ADMITTED = "admitted"
 STORE_LIMIT = "store_limit"
-USER_LIMIT = "user_limit"
+USER_LIMIT = "user_limit"  # the holder's cap: a shopper's, or a store token's
 _OUTCOMES = {1: ADMITTED, 0: STORE_LIMIT, -1: USER_LIMIT}
 
 
@@ -84,20 +102,39 @@ def stale_after_seconds() -> float:
     return float(settings.WS_IDLE_TIMEOUT_SECONDS + settings.WS_HEARTBEAT_SECONDS)
 
 
-def _keys(store_id: str, user_id: str) -> tuple[str, str, str]:
-    return (
-        f"ie:ws:conns:{store_id}",
-        f"ie:ws:info:{store_id}",
-        f"ie:ws:user:{store_id}:{user_digest(user_id)}" if user_id else "",
-    )
+def holder_of(scope: str, user_id: str, token: str) -> str:
+    """Whose connections are capped together: the shopper in a user room (any of their
+    tokens), the token itself in a store room."""
+    if scope == "user":
+        return user_id
+    return f"token:{hashlib.sha256(token.encode()).hexdigest()[:32]}" if token else ""
 
 
-async def register(store_id: str, scope: str, user_id: str, channel_name: str, limit: int) -> str:
+def _keys(store_id: str, holder: str) -> tuple[str, str, str]:
+    if holder.startswith("token:"):
+        held = f"ie:ws:token:{store_id}:{holder.removeprefix('token:')}"
+    else:
+        held = f"ie:ws:user:{store_id}:{user_digest(holder)}" if holder else ""
+    return f"ie:ws:conns:{store_id}", f"ie:ws:info:{store_id}", held
+
+
+def holder_limit(holder: str) -> int:
+    if holder.startswith("token:"):
+        return int(settings.WS_MAX_CONNECTIONS_PER_STORE_TOKEN)
+    return int(settings.WS_MAX_CONNECTIONS_PER_USER)
+
+
+async def register(
+    store_id: str, scope: str, user_id: str, channel_name: str, limit: int, holder: str = ""
+) -> str:
     """Record the connection: ``ADMITTED``, or ``STORE_LIMIT`` when the store is at
-    ``limit``, or ``USER_LIMIT`` when the shopper is at ``WS_MAX_CONNECTIONS_PER_USER``
-    (so one shopper's tabs, or one leaked user token, cannot take the store's whole limit)."""
+    ``limit``, or ``USER_LIMIT`` when the holder (``holder_of``) is at its cap:
+    ``WS_MAX_CONNECTIONS_PER_USER`` for a shopper, ``WS_MAX_CONNECTIONS_PER_STORE_TOKEN``
+    for a store token. So one shopper's tabs, one leaked user token or one leaked store
+    token cannot take the store's whole limit."""
     now = time.time()
-    conns, info, user = _keys(store_id, user_id)
+    holder = holder or (user_id if scope == "user" else "")
+    conns, info, user = _keys(store_id, holder)
     details = json.dumps(
         {"scope": scope, "user_id": user_id, "instance": INSTANCE, "connected_at": now}
     )
@@ -114,7 +151,7 @@ async def register(store_id: str, scope: str, user_id: str, channel_name: str, l
         channel_name,
         details,
         int(stale_after_seconds()) + 1,
-        int(settings.WS_MAX_CONNECTIONS_PER_USER),
+        holder_limit(holder),
     )
     return _OUTCOMES[int(admitted)]
 
@@ -130,8 +167,8 @@ class _Toucher:
         self.due: dict[str, set[tuple[str, str]]] = {}
         self.worker: asyncio.Task[None] | None = None
 
-    def add(self, store_id: str, user_id: str, channel_name: str) -> None:
-        self.due.setdefault(store_id, set()).add((user_id, channel_name))
+    def add(self, store_id: str, holder: str, channel_name: str) -> None:
+        self.due.setdefault(store_id, set()).add((holder, channel_name))
         if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self.flush_soon())
 
@@ -144,13 +181,14 @@ class _Toucher:
                 for store_id, members in due.items():
                     conns, _, _ = _keys(store_id, "")
                     pipe.zadd(conns, {name: now for _, name in members}, xx=True)
-                    for user_id, name in members:
-                        if user_id:
-                            user = _keys(store_id, user_id)[2]
+                    for holder, name in members:
+                        if holder:
+                            user = _keys(store_id, holder)[2]
                             pipe.zadd(user, {name: now}, xx=True)
                             pipe.expire(user, int(stale_after_seconds()) + 1)
                 await pipe.execute()
         except redis.RedisError as exc:
+            note_failure()
             REGISTRY_ERRORS.labels("touch").inc()
             logger.warning("websocket_registry_touch_failed", error=str(exc))
 
@@ -158,17 +196,18 @@ class _Toucher:
 _touchers: "WeakKeyDictionary[asyncio.AbstractEventLoop, _Toucher]" = WeakKeyDictionary()
 
 
-async def touch(store_id: str, user_id: str, channel_name: str) -> None:
-    """Refresh the connection's last activity (called every heartbeat; written within 1 s)."""
+async def touch(store_id: str, holder: str, channel_name: str) -> None:
+    """Refresh the connection's last activity (called every heartbeat; written within 1 s);
+    ``holder`` as given to ``register``."""
     loop = asyncio.get_running_loop()
     toucher = _touchers.get(loop)
     if toucher is None:
         toucher = _touchers[loop] = _Toucher()
-    toucher.add(store_id, user_id, channel_name)
+    toucher.add(store_id, holder, channel_name)
 
 
-async def unregister(store_id: str, user_id: str, channel_name: str) -> None:
-    conns, info, user = _keys(store_id, user_id)
+async def unregister(store_id: str, holder: str, channel_name: str) -> None:
+    conns, info, user = _keys(store_id, holder)
     try:
         async with async_redis().pipeline(transaction=False) as pipe:
             pipe.zrem(conns, channel_name)
@@ -177,6 +216,7 @@ async def unregister(store_id: str, user_id: str, channel_name: str) -> None:
                 pipe.zrem(user, channel_name)
             await pipe.execute()
     except redis.RedisError as exc:
+        note_failure()
         REGISTRY_ERRORS.labels("unregister").inc()
         logger.warning("websocket_registry_unregister_failed", store_id=store_id, error=str(exc))
 

@@ -12,6 +12,7 @@ import structlog
 from prometheus_client import Counter
 
 from notifications.transports.base import OutboundMessage, Transport, TransportError
+from realtime import registry
 from realtime.frames import intervention_payload
 from realtime.publish import publish_frame
 
@@ -37,6 +38,7 @@ class WebSocketTransport(Transport):
                 intervention_id=str(message.intervention_id),
             )
         except redis.RedisError as exc:
+            registry.note_failure()
             PUBLISH_FAILURES.inc()
             logger.warning(
                 "websocket_publish_failed",

@@ -1,3 +1,4 @@
+import json
 from typing import Any
 
 from django.contrib import admin
@@ -6,11 +7,13 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models
 from django.db.models.fields.related import RelatedField
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from interventions.actions import do_erase_shopper
 from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline, store_ids_granting
-from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
+from stores.models import AuditEntry, Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
 User = get_user_model()
 
@@ -55,6 +58,7 @@ class MembershipOfUserInline(StoreScopedTabularInline):
 class StoreAdmin(StoreScopedAdmin):
     store_path = "pk"
     managing_role = StoreRole.OWNER
+    audited = frozenset({"added", "changed", "deleted"})
     list_display = ["name", "id", "timezone", "probability_threshold", "frequency_cap_per_hour"]
     search_fields = ["name", "id"]
     inlines = [MembershipOfStoreInline]
@@ -70,6 +74,7 @@ class StoreAdmin(StoreScopedAdmin):
 @admin.register(StoreApiKey)
 class StoreApiKeyAdmin(StoreScopedAdmin, APIKeyModelAdmin):
     managing_role = StoreRole.OWNER
+    audited = frozenset({"added", "changed", "deleted"})
     list_display = (*APIKeyModelAdmin.list_display, "store")  # type: ignore[assignment]
     list_filter = (*APIKeyModelAdmin.list_filter, "store")  # type: ignore[assignment]
 
@@ -92,6 +97,45 @@ class ShopperAdmin(StoreScopedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
         for shopper in queryset:
             do_erase_shopper(shopper, erased_by=f"admin: {request.user.get_username()}")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(StoreScopedAdmin):
+    """Read-only for everyone, superusers included: the log is evidence. Members see their
+    stores' entries; entries of no store (none today) only superusers see."""
+
+    list_display = ["at", "store", "actor", "action", "object_type", "object_repr"]
+    list_filter = ["store", "action", "object_type"]
+    search_fields = ["actor", "object_id", "object_repr"]
+    date_hierarchy = "at"
+    readonly_fields = [
+        "at", "store", "actor", "action", "object_type", "object_id", "object_repr",
+        "changes_table",
+    ]  # fmt: skip
+    exclude = ["changes"]
+
+    @admin.display(description="Changes")
+    def changes_table(self, entry: AuditEntry) -> SafeString:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (field, json.dumps(values[0]), json.dumps(values[1]))
+                for field, values in sorted(entry.changes.items())
+            ),
+        )
+        return format_html(
+            "<table><tr><th>Field</th><th>Before</th><th>After</th></tr>{}</table>", rows
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 admin.site.unregister(User)

@@ -29,6 +29,7 @@ from django.db import models
 from django.db.models.fields.related import RelatedField
 from django.http import Http404, HttpRequest
 
+from stores import audit
 from stores.models import Store, StoreMembership, StoreRole
 
 # Deep enough for TemplateVersion -> template -> store and DeliveryAttempt -> intervention ->
@@ -81,6 +82,14 @@ def store_roles(request: HttpRequest) -> dict[UUID, StoreRole]:
         }
         setattr(request, "_admin_store_roles", cached)  # noqa: B010 (HttpRequest declares no such attribute)
     return cached
+
+
+def audit_before(request: HttpRequest) -> dict[Any, dict[str, Any]]:
+    """Snapshots of the objects this request opened, by primary key, for the audit diff."""
+    if not hasattr(request, "_audit_before"):
+        setattr(request, "_audit_before", {})  # noqa: B010 (HttpRequest declares no such attribute)
+    before: dict[Any, dict[str, Any]] = getattr(request, "_audit_before")  # noqa: B009
+    return before
 
 
 def store_ids_granting(request: HttpRequest, needed: StoreRole) -> list[UUID]:
@@ -148,6 +157,11 @@ class StoreScoping(BaseModelAdmin):
 
 
 class StoreScopedAdmin(StoreScoping, admin.ModelAdmin):
+    # Which of this admin's saves and deletions go to the audit log (stores/audit.py):
+    # "added", "changed", "deleted". An admin whose saves go through actions that record
+    # their own entries (campaigns) lists only what bypasses them.
+    audited: ClassVar[frozenset[str]] = frozenset()
+
     def get_object(
         self, request: HttpRequest, object_id: str, from_field: str | None = None
     ) -> Any:
@@ -157,7 +171,30 @@ class StoreScopedAdmin(StoreScoping, admin.ModelAdmin):
         found = super().get_object(request, object_id, from_field)
         if found is None and not request.user.is_superuser:
             raise Http404(f"No {self.opts.verbose_name} with this id.")
+        if found is not None and "changed" in self.audited:
+            # Before the form writes its values into the instance.
+            audit_before(request)[found.pk] = audit.snapshot(found)
         return found
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if "added" in self.audited:
+            audit.do_record_added(obj, request.user.get_username())
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if "changed" in self.audited:
+            # Read back: save_model may go through actions that change more than the form.
+            saved = type(obj)._default_manager.filter(pk=obj.pk).first() or obj
+            before = audit_before(request).get(obj.pk, {})
+            audit.do_record_changed(saved, request.user.get_username(), before)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        # Django calls this before it deletes, while the rows can still be read.
+        if "deleted" in self.audited:
+            for obj in queryset:
+                audit.do_record_deleted(obj, request.user.get_username())
+        return super().log_deletions(request, queryset)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         if request.user.is_superuser:
@@ -244,3 +281,11 @@ class StoreScopedTabularInline(StoreScoping, admin.TabularInline):
     def _parent_store_id(self, parent: Any) -> Any:
         parent_path = None if parent is None else store_path_to(type(parent))
         return None if parent_path is None else store_id_of(parent, parent_path)
+
+
+def readable_stores(request: HttpRequest) -> models.QuerySet[Store]:
+    """The stores whose figures the user may read (the admin dashboard): every store for a
+    superuser, else those of their memberships, whatever the role."""
+    if request.user.is_superuser:
+        return Store.objects.all()
+    return Store.objects.filter(pk__in=list(store_roles(request)))

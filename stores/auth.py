@@ -77,3 +77,9 @@ def store_of(request: Request) -> Store:
     if not isinstance(client, StoreClient):
         raise exceptions.NotAuthenticated()
     return client.store
+
+
+def actor_of(request: Request) -> str:
+    """Who made an API change, for audit rows: the key's name."""
+    api_key = request.auth
+    return f"api key: {api_key.name}" if isinstance(api_key, StoreApiKey) else "api"

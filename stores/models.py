@@ -193,3 +193,35 @@ class StoreMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.store} ({self.role})"
+
+
+class AuditEntry(models.Model):
+    """One change to a store's configuration (its settings, API keys, templates, campaigns),
+    by whom, when, and each field before and after (docs/operations.md#audit-log).
+
+    Written by ``stores.audit.do_record_audit`` from the admin and the API, in the
+    transaction of the change. Rows outlive the object they describe (a deleted campaign
+    or key keeps its trail), so the object is named by type, id and text, not a foreign key.
+    """
+
+    store = models.ForeignKey(
+        Store, on_delete=models.CASCADE, related_name="audit_entries", null=True, blank=True
+    )
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200, help_text="A user's name or 'api key: <name>'.")
+    action = models.CharField(max_length=32)  # added | changed | deleted | launch | publish ...
+    object_type = models.CharField(max_length=100)  # app_label.model
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200)
+    changes = models.JSONField(default=dict, blank=True)  # {field: [before, after]}
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["store", "-at"]),
+            models.Index(fields=["object_type", "object_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_repr} by {self.actor}"

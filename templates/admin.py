@@ -95,6 +95,7 @@ def render_previews(version: TemplateVersion | None) -> SafeString:
 @admin.register(Template)
 class TemplateAdmin(StoreScopedAdmin):
     form = TemplateForm
+    audited = frozenset({"added", "changed", "deleted"})
     list_display = ["key", "name", "store", "published_version", "updated_at"]
     list_filter = ["store"]
     search_fields = ["key", "name"]

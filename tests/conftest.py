@@ -61,17 +61,31 @@ def other_shop(db) -> StoreSession:
 
 
 @pytest.fixture
-def provider(settings, monkeypatch):
-    """Email and SMS go to a real HTTP stub provider; returns it for assertions."""
+def provider(settings):
+    """Email and SMS go through the real anymail (Postmark) and Twilio transports to a
+    stub provider speaking their wire APIs over real HTTP; returns it for assertions."""
     from notifications.transports.base import get_transport
     from tests.support.http_provider import StubProvider
 
     stub = StubProvider().start()
-    monkeypatch.setenv("STUB_PROVIDER_URL", stub.url)
+    environment = stub.environment()
+    settings.EMAIL_ESP = "postmark"
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "POSTMARK_API_URL": environment["POSTMARK_API_URL"],
+        "POSTMARK_SERVER_TOKEN": environment["POSTMARK_SERVER_TOKEN"],
+    }
+    for name in ("TWILIO_API_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                 "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"):  # fmt: skip
+        setattr(settings, name, environment[name])
+    # As before the real transports were used here: these tests are not about the
+    # shared per-second limit (tests/notifications covers it).
+    settings.NOTIFICATION_RATE_LIMITS = {**settings.NOTIFICATION_RATE_LIMITS, "email": 0, "sms": 0}
     settings.NOTIFICATION_TRANSPORTS = {
         **settings.NOTIFICATION_TRANSPORTS,
-        "email": "tests.support.http_provider.HttpProviderTransport",
-        "sms": "tests.support.http_provider.HttpProviderTransport",
+        "email": environment["EMAIL_TRANSPORT"],
+        "sms": environment["SMS_TRANSPORT"],
     }
     get_transport.cache_clear()
     yield stub

@@ -12,7 +12,7 @@ import structlog
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -63,14 +63,18 @@ def do_record_tracking_event(
     metadata: dict[str, Any] | None = None,
     revenue: Decimal | None = None,
     machine: bool = False,
+    duplicate: bool | None = None,
 ) -> TrackingEvent:
     """Record one tracking row and its outbox event (``tracking.<kind>``) together.
 
+    ``duplicate`` when the caller has already looked (``is_repeat`` otherwise).
     ``machine``: the ESP says a privacy proxy loaded the pixel (docs/analytics.md); kept,
     never counted as a human open."""
     occurred_at = occurred_at or timezone.now()
     with transaction.atomic():
         lock_for_outbox([intervention.pk])
+        if duplicate is None:
+            duplicate = is_repeat(intervention, kind, occurred_at)
         event = TrackingEvent.objects.create(
             store_id=intervention.store_id,
             intervention=intervention,
@@ -79,7 +83,7 @@ def do_record_tracking_event(
             occurred_at=occurred_at,
             metadata=metadata or {},
             revenue=revenue,
-            duplicate=is_repeat(intervention, kind, occurred_at),
+            duplicate=duplicate,
             machine=machine,
         )
         outbox.record([outbox.tracked(event)])
@@ -114,19 +118,39 @@ def do_record_tracking_event_once(
     metadata: dict[str, Any] | None = None,
 ) -> TrackingEvent | None:
     """Record the event unless the same one (intervention, kind, source) was recorded in
-    the last ``within``; None when it was. For reports a client can repeat at will."""
+    the last ``within``; None when it was. For reports a client can repeat at will.
+
+    One read answers both questions, this drop and the duplicate flag of ``is_repeat``
+    (a report every frame, so the second query was a query per frame)."""
+    now = timezone.now()
+    dedupe = timedelta(
+        seconds=settings.TRACKING_DEDUPE_SECONDS if kind in DEDUPLICATED_KINDS else 0
+    )
     with transaction.atomic():
         # The intervention's row lock serialises two reports racing on two connections,
         # so both cannot see "none yet" and both insert.
         Intervention.objects.select_for_update().filter(pk=intervention.pk).first()
-        if TrackingEvent.objects.filter(
+        seen = TrackingEvent.objects.filter(
             intervention=intervention,
             kind=kind,
-            source=source,
-            occurred_at__gte=timezone.now() - within,
-        ).exists():
+            occurred_at__gte=now - max(within, dedupe),
+            occurred_at__lte=now + dedupe,
+        ).aggregate(
+            same_report=Count("id", filter=Q(source=source, occurred_at__gte=now - within)),
+            counted=Count(
+                "id", filter=Q(duplicate=False, machine=False, occurred_at__gte=now - dedupe)
+            ),
+        )
+        if seen["same_report"]:
             return None
-        return do_record_tracking_event(intervention, kind, source, metadata=metadata)
+        return do_record_tracking_event(
+            intervention,
+            kind,
+            source,
+            occurred_at=now,
+            metadata=metadata,
+            duplicate=bool(dedupe and seen["counted"]),
+        )
 
 
 def do_record_tracking_events(events: list[tuple[Intervention, str, str, datetime]]) -> None:

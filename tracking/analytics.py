@@ -229,3 +229,12 @@ def conversion_funnel(store: Store, filters: Filters) -> dict[str, Any]:
         *({"step": name, "count": totals[name]} for name in COUNTS),
     ]
     return {"funnel": steps, "totals": totals}
+
+
+def campaigns(store: Store, filters: Filters) -> dict[str, Any]:
+    """The same figures per campaign (``None``: sends no campaign chose), side by side."""
+    groups, totals = _grouped(_interventions(store, filters, "sent_at"), "campaign")
+    return {
+        "campaigns": [{"campaign": campaign, **row} for campaign, row in groups],
+        "totals": totals,
+    }

@@ -3,18 +3,19 @@ click is recorded against the intervention that carried it before the shopper la
 the store's cart page. The email open pixel too (docs/analytics.md)."""
 
 import base64
-import uuid
+from datetime import timedelta
 from urllib.parse import quote
 
 import structlog
-from django.core import signing
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.utils import timezone
 
 from config.errors import error_body
 from interventions.models import Intervention
 from stores.models import Store
 from tracking.actions import do_record_tracking_event
-from tracking.links import read_open_pixel_token, read_recovery_token
+from tracking.links import InvalidLink, read_open_pixel_token, read_recovery_token
 
 logger = structlog.get_logger(__name__)
 
@@ -22,7 +23,7 @@ logger = structlog.get_logger(__name__)
 def recover(request: HttpRequest, token: str) -> HttpResponse:
     try:
         store_id, cart_id, intervention_id = read_recovery_token(token)
-    except signing.BadSignature:
+    except InvalidLink:
         return JsonResponse(
             error_body("invalid_link", "This link is invalid or has expired."), status=404
         )
@@ -54,12 +55,17 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     """Always the same 1x1 GIF, whatever the token: a broken image in an email looks
     like a broken email, and an error would tell a prober which tokens are valid."""
     try:
-        intervention_id = uuid.UUID(read_open_pixel_token(token))
-    except (signing.BadSignature, ValueError):
-        intervention_id = None
-    intervention = (
-        Intervention.objects.filter(pk=intervention_id).first() if intervention_id else None
-    )
+        intervention_id, signed_before_sealing = read_open_pixel_token(token)
+    except InvalidLink:
+        intervention = None
+    else:
+        interventions = Intervention.objects.filter(pk=intervention_id)
+        if signed_before_sealing:
+            # Those tokens carry no issue time: the intervention's age stands in for it.
+            interventions = interventions.filter(
+                created_at__gte=timezone.now() - timedelta(days=settings.OPEN_PIXEL_MAX_AGE_DAYS)
+            )
+        intervention = interventions.first()
     if intervention is not None:
         do_record_tracking_event(
             intervention, "opened", source="pixel", metadata={"channel": intervention.channel}

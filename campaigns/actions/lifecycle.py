@@ -20,6 +20,7 @@ from campaigns.models import (
     CampaignChange,
     CampaignStatus,
 )
+from stores import audit
 
 # Changing these while shoppers are exposed would change the test under them.
 ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent"})
@@ -65,11 +66,12 @@ def json_value(value: Any) -> Any:
 def do_record_change(
     campaign: Campaign, actor: str, action: str, changes: Mapping[str, tuple[Any, Any]]
 ) -> CampaignChange:
+    """The campaign's own history row, and the same change in the store's audit log
+    (docs/operations.md#audit-log): the history goes with the campaign, the log stays."""
+    values = {field: json_value([before, after]) for field, (before, after) in changes.items()}
+    audit.do_record_audit(campaign, actor, action, values)
     return CampaignChange.objects.create(
-        campaign=campaign,
-        actor=actor[:200],
-        action=action,
-        changes={field: json_value([before, after]) for field, (before, after) in changes.items()},
+        campaign=campaign, actor=actor[:200], action=action, changes=values
     )
 
 
@@ -200,11 +202,13 @@ def do_set_active(campaign: Campaign, active: bool, actor: str) -> Campaign:
     return campaign
 
 
-def do_delete_campaign(campaign: Campaign) -> None:
+@transaction.atomic
+def do_delete_campaign(campaign: Campaign, actor: str) -> None:
     """Only a draft can be deleted: anything that ran is history (complete or archive it)."""
     if campaign.status != CampaignStatus.DRAFT:
         raise CampaignConflict(
             f"Campaign '{campaign.name}' is {campaign.status}: only a draft can be deleted; "
             "complete or archive it instead."
         )
+    audit.do_record_deleted(campaign, actor)
     campaign.delete()

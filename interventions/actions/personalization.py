@@ -11,7 +11,7 @@ Shape (every key always present, so a template never meets a hole it was not tol
     + the caller's personalization (top-level names a template declares as variables)
 
 Only plain data goes in (str, numbers, lists, dicts): the sandbox reads mappings only.
-Links are signed by the apps that serve them (tracking, notifications).
+Links are sealed by the apps that serve them (tracking, notifications).
 """
 
 import hashlib

@@ -29,7 +29,7 @@ from interventions.models import (
     Status,
     transition_many,
 )
-from notifications.models import Device, Suppression
+from notifications.models import Device, Suppression, WebhookReceipt
 from outbound.models import OutboxEvent
 from realtime.replay import erase_frames
 from stores.models import ErasureRecord, Shopper
@@ -404,6 +404,9 @@ def _retention_kinds() -> list[tuple[str, models.QuerySet[Any], str]]:
         ("delivery_attempts", DeliveryAttempt.objects.order_by("id"), "started_at"),
         ("intervention_history", InterventionEvent.objects.order_by("id"), "at"),
         ("tracking_events", TrackingEvent.objects.order_by("id"), "recorded_at"),
+        # Twilio replay guards: once pruned, a captured request that old would apply again
+        # (its signature has no time), hence a long default (docs/operations.md).
+        ("webhook_receipts", WebhookReceipt.objects.order_by("id"), "received_at"),
         (
             "finished_interventions",
             Intervention.objects.filter(status__in=FINISHED_STATUSES).order_by("created_at"),

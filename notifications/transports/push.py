@@ -7,6 +7,7 @@ QUOTA_EXCEEDED and FCM outages are transient; FCM's Retry-After becomes
 """
 
 import warnings
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -72,71 +73,93 @@ class FcmPushTransport(Transport):
         if not tokens:
             raise TransportError("no active device", permanent=True, reason="no_device")
         acquire_send_slot("push", self.name)
-        content = message.content
-        data: dict[str, Any] = {str(k): str(v) for k, v in (content.get("data") or {}).items()}
-        # Lets the app report opens back against the right intervention.
-        data["intervention_id"] = message.intervention_id
-        notification = messaging.Notification(
-            title=content.get("title") or None, body=content.get("body") or None
-        )
-        # Apps register FCM registration tokens, which go in ``token``; firebase-admin 7
-        # deprecates it in favour of installation ids (``fid``), which our clients do not send.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            batch_messages = [
-                messaging.Message(token=token, notification=notification, data=data)
-                for token in tokens
-            ]
         try:
-            batch = messaging.send_each(batch_messages, app=self.app)
+            batch = messaging.send_each(fcm_messages(message, tokens), app=self.app)
         except exceptions.FirebaseError as error:
             PUSH_RESULTS.labels("request_failed").inc()
             raise TransportError(
                 f"FCM request failed: {error}", reason="fcm_unreachable"
             ) from error
-
-        message_ids: list[str] = []
-        dead: list[str] = []
-        transient: list[Exception] = []
-        for token, response in zip(tokens, batch.responses, strict=True):
-            if response.success:
-                message_ids.append(response.message_id)
-                PUSH_RESULTS.labels("sent").inc()
-            elif response.exception is not None and is_dead_token(response.exception):
-                dead.append(token)
-                PUSH_RESULTS.labels("dead_token").inc()
-            elif isinstance(response.exception, exceptions.InvalidArgumentError):
-                PUSH_RESULTS.labels("invalid_message").inc()
-                raise TransportError(
-                    f"FCM refused the message: {response.exception}",
-                    permanent=True,
-                    reason="invalid_message",
-                )
-            else:
-                transient.append(response.exception or Exception("unknown FCM error"))
-                PUSH_RESULTS.labels("transient_error").inc()
-        if dead:
-            Device.objects.filter(store_id=message.store_id, token__in=dead).update(active=False)
+        outcome = sort_responses(tokens, batch.responses)
+        if outcome.dead:
+            Device.objects.filter(store_id=message.store_id, token__in=outcome.dead).update(
+                active=False
+            )
             logger.info(
                 "push_tokens_deactivated",
                 intervention_id=message.intervention_id,
-                count=len(dead),
+                count=len(outcome.dead),
             )
-        if message_ids:
+        if outcome.message_ids:
             logger.info(
                 "push_sent",
                 intervention_id=message.intervention_id,
-                delivered_to=len(message_ids),
-                failed=len(dead) + len(transient),
+                delivered_to=len(outcome.message_ids),
+                failed=len(outcome.dead) + len(outcome.transient),
             )
-            return message_ids[0]
-        if transient:
-            delays = [d for d in (retry_after_of(e) for e in transient) if d is not None]
-            raise TransportError(
-                f"FCM: {transient[0]}",
+            return outcome.message_ids[0]
+        raise outcome.error()
+
+
+def fcm_messages(message: OutboundMessage, tokens: list[str]) -> list[messaging.Message]:
+    """One FCM message per device token, with our intervention id in the data."""
+    content = message.content
+    data: dict[str, Any] = {str(k): str(v) for k, v in (content.get("data") or {}).items()}
+    # Lets the app report opens back against the right intervention.
+    data["intervention_id"] = message.intervention_id
+    notification = messaging.Notification(
+        title=content.get("title") or None, body=content.get("body") or None
+    )
+    # Apps register FCM registration tokens, which go in ``token``; firebase-admin 7
+    # deprecates it in favour of installation ids (``fid``), which our clients do not send.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return [
+            messaging.Message(token=token, notification=notification, data=data) for token in tokens
+        ]
+
+
+@dataclass
+class PushOutcome:
+    """FCM's answers for one multicast, sorted per token."""
+
+    message_ids: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+    transient: list[Exception] = field(default_factory=list)
+
+    def error(self) -> TransportError:
+        """Why nothing was delivered: worth a retry if any token failed transiently."""
+        if self.transient:
+            delays = [d for d in (retry_after_of(e) for e in self.transient) if d is not None]
+            return TransportError(
+                f"FCM: {self.transient[0]}",
                 retry_after=max(delays) if delays else None,
                 reason="fcm_quota"
-                if any(isinstance(e, messaging.QuotaExceededError) for e in transient)
+                if any(isinstance(e, messaging.QuotaExceededError) for e in self.transient)
                 else "fcm_unavailable",
             )
-        raise TransportError("every device token is dead", permanent=True, reason="no_live_device")
+        return TransportError("every device token is dead", permanent=True, reason="no_live_device")
+
+
+def sort_responses(tokens: list[str], responses: list[messaging.SendResponse]) -> PushOutcome:
+    """Sent, dead token or transient, per token; a refused message fails the whole send
+    (every token would refuse it)."""
+    outcome = PushOutcome()
+    for token, response in zip(tokens, responses, strict=True):
+        if response.success:
+            outcome.message_ids.append(response.message_id)
+            PUSH_RESULTS.labels("sent").inc()
+        elif response.exception is not None and is_dead_token(response.exception):
+            outcome.dead.append(token)
+            PUSH_RESULTS.labels("dead_token").inc()
+        elif isinstance(response.exception, exceptions.InvalidArgumentError):
+            PUSH_RESULTS.labels("invalid_message").inc()
+            raise TransportError(
+                f"FCM refused the message: {response.exception}",
+                permanent=True,
+                reason="invalid_message",
+            )
+        else:
+            outcome.transient.append(response.exception or Exception("unknown FCM error"))
+            PUSH_RESULTS.labels("transient_error").inc()
+    return outcome

@@ -6,6 +6,7 @@ and, for 21610, breaks carrier opt-out rules.
 """
 
 from functools import cached_property
+from typing import Any
 
 import requests
 import structlog
@@ -13,6 +14,7 @@ from django.conf import settings
 from prometheus_client import Counter
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from notifications.ratelimit import acquire_send_slot
@@ -44,6 +46,24 @@ PERMANENT_ERROR_CODES = {
 }
 
 
+TWILIO_API_ORIGIN = "https://api.twilio.com"
+
+
+class TwilioApiClient(TwilioHttpClient):
+    """The SDK's HTTP client, sending to ``TWILIO_API_BASE_URL`` instead of Twilio's own
+    origin when that is set: the custom ``HttpClient`` Twilio documents for pointing the
+    SDK at a mock server (the test suite's stub provider speaks the Messages API)."""
+
+    def __init__(self, base_url: str, timeout: float):
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if self.base_url != TWILIO_API_ORIGIN and url.startswith(TWILIO_API_ORIGIN):
+            url = self.base_url + url.removeprefix(TWILIO_API_ORIGIN)
+        return super().request(method, url, *args, **kwargs)
+
+
 def status_callback_url(intervention_id: str) -> str:
     # Our id rides along: if the worker died before it saw Twilio's MessageSid, the
     # callback still finds (and settles) the unconfirmed intervention.
@@ -59,7 +79,7 @@ class TwilioSmsTransport(Transport):
         return Client(
             settings.TWILIO_ACCOUNT_SID,
             settings.TWILIO_AUTH_TOKEN,
-            http_client=TwilioHttpClient(timeout=settings.TWILIO_TIMEOUT),
+            http_client=TwilioApiClient(settings.TWILIO_API_BASE_URL, settings.TWILIO_TIMEOUT),
         )
 
     def send(self, message: OutboundMessage) -> str:

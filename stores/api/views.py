@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -8,9 +9,10 @@ from rest_framework.response import Response
 
 from interventions.actions import do_erase_shopper, shopper_export
 from notifications.actions import do_set_opted_out_channels
+from stores import audit
 from stores.api.scoping import StoreScopedMixin
 from stores.api.serializers import ShopperSerializer, StoreSerializer
-from stores.auth import store_of
+from stores.auth import actor_of, store_of
 from stores.models import Shopper, Store
 
 
@@ -28,6 +30,13 @@ class StoreViewSet(
 
     def get_queryset(self) -> QuerySet[Store]:
         return self.queryset.filter(pk=store_of(self.request).pk)
+
+    @transaction.atomic
+    def perform_update(self, serializer: serializers.BaseSerializer[Store]) -> None:
+        assert serializer.instance is not None
+        before = audit.snapshot(Store.objects.select_for_update().get(pk=serializer.instance.pk))
+        store = serializer.save()
+        audit.do_record_changed(store, actor_of(self.request), before)
 
 
 class ShopperViewSet(StoreScopedMixin, viewsets.ModelViewSet):

@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.db import transaction
 from django.db.models import ProtectedError, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
@@ -8,7 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.errors import error_body
+from stores import audit
 from stores.api.scoping import StoreScopedMixin
+from stores.auth import actor_of
 from templates import actions
 from templates.api.serializers import (
     PreviewSerializer,
@@ -33,20 +36,28 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
             return TemplateUpdateSerializer
         return TemplateSerializer
 
+    # Every write records an audit entry in its transaction (docs/operations.md#audit-log).
+    @transaction.atomic
     def perform_create(self, serializer: serializers.BaseSerializer[Any]) -> None:
         data = dict(serializer.validated_data)
         serializer.instance = actions.check_create_template(self.store, **data)
+        audit.do_record_added(serializer.instance, actor_of(self.request))
 
+    @transaction.atomic
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         template = self.get_object()
+        before = audit.snapshot(template)
         changes = TemplateUpdateSerializer(data=request.data, partial=True)
         changes.is_valid(raise_exception=True)
         actions.check_update_template(template, **changes.validated_data)
+        audit.do_record_changed(template, actor_of(request), before)
         return Response(TemplateSerializer(template).data)
 
     def perform_destroy(self, instance: Template) -> None:
         try:
-            actions.do_delete_template(instance)
+            with transaction.atomic():
+                audit.do_record_deleted(instance, actor_of(self.request))
+                actions.do_delete_template(instance)
         except ProtectedError as error:
             raise TemplateInUse() from error
 
@@ -63,12 +74,18 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
             return Response(TemplateVersionSerializer(self.versions_of(template), many=True).data)
         incoming = TemplateVersionSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        version = actions.check_create_version(
-            template,
-            content=incoming.validated_data["content"],
-            note=incoming.validated_data.get("note", ""),
-            publish=incoming.validated_data.get("publish", False),
-        )
+        with transaction.atomic():
+            before = audit.snapshot(template)
+            version = actions.check_create_version(
+                template,
+                content=incoming.validated_data["content"],
+                note=incoming.validated_data.get("note", ""),
+                publish=incoming.validated_data.get("publish", False),
+            )
+            template.refresh_from_db()
+            changes = audit.diff(before, audit.snapshot(template))
+            changes["version"] = [None, version.number]
+            audit.do_record_audit(template, actor_of(request), "new_version", changes)
         return Response(TemplateVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=PublishSerializer, responses=TemplateSerializer)
@@ -82,7 +99,10 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
         )
         if version is None:
             raise serializers.ValidationError({"version": ["No such version."]})
-        actions.do_publish_version(template, version)
+        with transaction.atomic():
+            before = audit.snapshot(template)
+            actions.do_publish_version(template, version)
+            audit.do_record_changed(template, actor_of(request), before, action="publish")
         return Response(TemplateSerializer(template).data)
 
     @extend_schema(request=PreviewSerializer)

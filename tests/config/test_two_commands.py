@@ -85,6 +85,27 @@ def test_embedded_mode_serves_the_product_on_sqlite_without_redis(tmp_path):
             headers=auth,
             timeout=10,
         ).json()
+        dashboard = logged_in_admin(base, demo["marketer_user"], demo["marketer_password"])
 
     # Tasks run in-process: the (logged) email went out within the request.
     assert detail["status"] == "sent"
+    # The admin's dashboard works on SQLite too, over the seeded demo history.
+    assert dashboard.status_code == 200
+    assert '<script id="dashboard-figures" type="application/json">' in dashboard.text
+    assert "Cart reminder email" in dashboard.text
+
+
+def logged_in_admin(base: str, username: str, password: str) -> requests.Response:
+    session = requests.Session()
+    session.get(f"{base}/admin/login/", timeout=10).raise_for_status()
+    return session.post(
+        f"{base}/admin/login/?next=/admin/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            "next": "/admin/",
+        },
+        headers={"Referer": f"{base}/admin/login/"},
+        timeout=30,
+    )

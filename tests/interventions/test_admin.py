@@ -1,6 +1,7 @@
 import pytest
 
 from interventions.models import Intervention, Status
+from tests.support.http_provider import REJECTED
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,7 +17,7 @@ def test_admin_shows_why_and_retries_failed(marketer, shop, provider):
     # Quiet hours would hold the retried email until morning: this test is about the retry.
     shop.store.quiet_hours_start = shop.store.quiet_hours_end = None
     shop.store.save()
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
     failed = shop.client.post(
         "/api/v1/interventions",
         {"user_id": "sam", "channel": "email", "user": {"email": "s@example.test"}},

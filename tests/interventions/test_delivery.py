@@ -8,10 +8,13 @@ from django.utils import timezone
 from interventions.actions import do_deliver, do_mark_delivered, do_sweep_stuck
 from interventions.models import DeliveryAttempt, Intervention, Status, transition
 from notifications.models import Suppression
+from tests.support.http_provider import DEAD_ADDRESS, REJECTED
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SHOPPER = {"email": "sam@example.test", "phone": "+33612345678", "timezone": "UTC"}
+# Without a template the personalization is the content; Twilio refuses an empty body.
+SMS_CONTENT = {"subject": "Still thinking?", "body": "Your cart is waiting"}
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +71,9 @@ def test_exhausted_retries_fall_back_to_the_next_channel(shop, provider, setting
     settings.DELIVERY_RETRY_BASE_DELAY = 0.01
     provider.scripted = [503] * 20
 
-    intervention = trigger(shop, channel="auto", user={**SHOPPER, "email": ""})
+    intervention = trigger(
+        shop, channel="auto", user={**SHOPPER, "email": ""}, personalization=SMS_CONTENT
+    )
 
     intervention.refresh_from_db()
     assert intervention.channel == "websocket"
@@ -78,21 +83,21 @@ def test_exhausted_retries_fall_back_to_the_next_channel(shop, provider, setting
 def test_permanent_error_falls_back_without_retrying(shop, provider):
     shop.store.fallback_chain = ["email", "sms"]
     shop.store.save()
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
 
-    intervention = trigger(shop, channel="auto")
+    intervention = trigger(shop, channel="auto", personalization=SMS_CONTENT)
 
     intervention.refresh_from_db()
     assert (intervention.channel, intervention.status) == ("sms", Status.SENT)
     assert [m["to"] for m in provider.received] == ["sam@example.test", "+33612345678"]
     assert (
-        "email failed permanently: http_400"
+        "email failed permanently: esp_422"
         in intervention.events.get(from_status="sending", to_status="queued").reason
     )
 
 
 def test_dead_address_is_suppressed_for_future_sends(shop, provider):
-    provider.scripted = [410]
+    provider.scripted = [DEAD_ADDRESS]
 
     first = trigger(shop)
     second = trigger(shop, personalization={"again": True})
@@ -144,6 +149,26 @@ def test_sweeper_never_resends_an_email_whose_worker_died_mid_send(shop, provide
     assert provider.received == []
 
 
+def test_sweeper_confirms_an_email_postmark_holds_instead_of_leaving_it_in_doubt(shop, provider):
+    # Given an email Postmark accepted, whose worker died before recording the answer
+    intervention = trigger(shop)
+    Intervention.objects.filter(pk=intervention.pk).update(
+        status=Status.SENDING,
+        provider_message_id="",
+        updated_at=timezone.now() - timedelta(hours=1),
+    )
+
+    # When the sweeper settles it
+    counts = do_sweep_stuck()
+
+    # Then Postmark's message search confirms it as sent, with Postmark's id, and nothing is resent
+    intervention.refresh_from_db()
+    assert (counts["unconfirmed"], counts["confirmed"]) == (1, 1)
+    assert intervention.status == Status.SENT
+    assert intervention.provider_message_id == f"stub-{intervention.pk}"
+    assert len(provider.received) == 1
+
+
 def test_a_delivery_report_settles_an_unconfirmed_send(shop, provider):
     intervention = trigger(shop, scheduled_at=(timezone.now() + timedelta(minutes=5)).isoformat())
     Intervention.objects.filter(pk=intervention.pk).update(
@@ -175,7 +200,7 @@ def test_fallback_skips_a_channel_the_template_cannot_render(shop, provider):
     do_publish_version(template, version)
     shop.store.fallback_chain = ["email", "sms", "websocket"]
     shop.store.save()
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
 
     intervention = trigger(shop, channel="auto", template="email-only")
 
@@ -197,7 +222,7 @@ def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, prov
     opted_out.shopper.opted_out_channels = ["email"]
     opted_out.shopper.save()
     Intervention.objects.filter(pk__in=[*ids, opted_out.pk]).update(status=Status.QUEUED)
-    provider.scripted = [200, 400]  # the second send fails permanently
+    provider.scripted = [200, REJECTED]  # the second send fails permanently
 
     result = do_deliver_many([str(i) for i in [*ids, opted_out.pk]])
 
@@ -212,13 +237,13 @@ def test_batch_delivery_claims_sends_and_records_like_single_delivery(shop, prov
 
 
 def test_metrics_show_attempts_and_failure_reasons_from_every_process(shop, provider, client):
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
     trigger(shop)
 
     body = client.get("/metrics").content.decode()
 
     assert (
-        'engine_delivery_attempts_recent{channel="email",outcome="permanent_error",reason="http_400"} 1.0'
+        'engine_delivery_attempts_recent{channel="email",outcome="permanent_error",reason="esp_422"} 1.0'
         in body
     )
     assert 'engine_interventions{channel="email",status="failed"} 1.0' in body

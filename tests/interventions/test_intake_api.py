@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from interventions.models import Intervention, Status
+from tests.support.http_provider import REJECTED
 from tracking.models import TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -224,14 +225,14 @@ def test_patch_reschedules_and_edits_content_before_send(shop):
 
 
 def test_failed_interventions_are_listed_with_reasons_and_retryable(shop, provider):
-    provider.scripted = [400]
+    provider.scripted = [REJECTED]
     failed = shop.client.post(
         "/api/v1/interventions", {"user_id": "sam", "channel": "email", "user": SAM}, format="json"
     ).json()
 
     listed = shop.client.get("/api/v1/interventions?status=failed").json()["results"]
     assert [i["id"] for i in listed] == [failed["id"]]
-    assert "http_400" in listed[0]["status_reason"]
+    assert "esp_422" in listed[0]["status_reason"]
 
     retried = shop.client.post(f"/api/v1/interventions/{failed['id']}/retry")
 
@@ -359,7 +360,14 @@ def test_batch_decides_each_item_like_a_single_trigger(shop, provider):
             "cart": CART,
         },
         {"user_id": "b", "channel": "email", "user": {"email": "gone@example.test"}},
-        {"user_id": "a", "cart_id": "ca2", "channel": "sms", "user": {"phone": "+33612345678"}},
+        {
+            "user_id": "a",
+            "cart_id": "ca2",
+            "channel": "sms",
+            "user": {"phone": "+33612345678"},
+            # Without a template this is the content: Twilio is not sent an empty body.
+            "personalization": {"body": "Your cart is waiting"},
+        },
         {"user_id": "c", "channel": "auto"},
     ]
 

@@ -9,6 +9,8 @@ from django.conf import settings
 
 from interventions.models import CartEvent, DeliveryAttempt, Intervention, InterventionEvent
 from interventions.tasks import prune_expired_rows
+from notifications.actions import do_claim_webhook_receipt
+from notifications.models import WebhookReceipt
 from notifications.transports.base import get_transport
 from tracking.models import TrackingEvent
 
@@ -59,6 +61,19 @@ def test_each_kind_of_row_goes_after_its_own_retention(shop):
     assert not DeliveryAttempt.objects.filter(intervention=sent).exists()
     assert InterventionEvent.objects.filter(intervention=sent).exists()
     assert Intervention.objects.filter(pk=sent.pk).exists()
+
+
+def test_twilio_replay_receipts_go_after_their_retention(settings):
+    settings.RETENTION_DAYS = {**settings.RETENTION_DAYS, "webhook_receipts": 400}
+    with time_machine.travel(NOW, tick=False):
+        do_claim_webhook_receipt("twilio-status", "SM-old")
+    with time_machine.travel(NOW + timedelta(days=399), tick=False):
+        do_claim_webhook_receipt("twilio-status", "SM-recent")
+    with time_machine.travel(NOW + timedelta(days=401), tick=False):
+        pruned = prune_expired_rows.delay().get()
+
+    assert pruned["webhook_receipts"] == 1
+    assert list(WebhookReceipt.objects.values_list("key", flat=True)) == ["SM-recent"]
 
 
 def test_finished_interventions_go_with_their_history_and_unsent_ones_stay(shop, settings):

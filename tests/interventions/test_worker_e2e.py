@@ -1,5 +1,6 @@
 """End to end through real processes: daphne serving the API, a Celery worker (and beat)
-consuming a Redis of the test's own, PostgreSQL, and an HTTP stub provider.
+consuming a Redis of the test's own, PostgreSQL, and a stub provider speaking Postmark's
+and Twilio's APIs to the real transports.
 
 The fault tests kill -9 a worker mid-send and stop Redis under a live API; they use
 their own redis-server on a spare port and never touch the machine's shared services.
@@ -34,7 +35,7 @@ def stack(tmp_path, shop):
     class Stack:
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         base = f"http://127.0.0.1:{web_port}"
-        env = engine_env(redis_url, provider.url, SWEEP_QUEUED_AFTER_SECONDS="5", SWEEP_SENDING_AFTER_SECONDS="2",
+        env = engine_env(redis_url, provider.environment(), SWEEP_QUEUED_AFTER_SECONDS="5", SWEEP_SENDING_AFTER_SECONDS="2",
                          SWEEPER_INTERVAL_SECONDS="1", SCHEDULER_INTERVAL_SECONDS="1")  # fmt: skip
         headers = {"Authorization": f"Api-Key {shop.api_key}"}
 
@@ -160,13 +161,19 @@ def test_worker_killed_mid_send_does_not_send_twice(stack):
         stack.provider.delay = 0
         with stack.worker():
             # The task comes back (acks_late) and finds the row claimed; the sweeper then
-            # settles it as unconfirmed instead of sending a second email.
-            wait_for(lambda: status_of(created["id"]) == Status.UNCONFIRMED, timeout=30)
+            # settles it as unconfirmed instead of sending a second email, and Postmark's
+            # message search, asked next, confirms the send.
+            wait_for(lambda: status_of(created["id"]) == Status.SENT, timeout=30)
             processes.time.sleep(2)
 
     intervention = Intervention.objects.get(pk=created["id"])
     assert len(stack.provider.received) == 1
     assert intervention.attempts_log.get().outcome == "worker_lost"
+    assert intervention.provider_message_id == f"stub-{intervention.pk}"
+    assert [(e.from_status, e.to_status) for e in intervention.events.all()][-2:] == [
+        ("sending", "unconfirmed"),
+        ("unconfirmed", "sent"),
+    ]
 
 
 def test_api_keeps_accepting_while_redis_is_down_and_delivers_when_it_returns(stack):

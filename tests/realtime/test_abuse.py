@@ -11,6 +11,7 @@ from django.utils import timezone
 from interventions.actions import AckRequest
 from interventions.models import Status
 from realtime.acks import ack_batcher
+from realtime.tokens import issue_token
 from stores.models import Store
 from tests.realtime.conftest import (
     open_room,
@@ -100,6 +101,27 @@ async def test_one_shopper_cannot_take_the_stores_whole_connection_limit(
     await tabs[0][0].disconnect()
     reopened, _ = await open_room(room_url(storefront.store.pk, "user", hog))
     for client in (tabs[1][0], someone_else, dashboard, reopened):
+        await client.disconnect()
+
+
+async def test_one_store_token_cannot_take_the_stores_whole_connection_limit(
+    storefront, channel_layer, settings
+):
+    settings.WS_MAX_CONNECTIONS_PER_STORE_TOKEN = 2
+    await db(Store.objects.filter(pk=storefront.store.pk).update)(max_websocket_connections=4)
+    leaked = room_url(storefront.store.pk)
+    tabs = [await open_room(leaked) for _ in range(2)]
+
+    leaked_third = await refusal_code(leaked)
+    # Another token (tokens issued in the same second with the same ttl are identical).
+    own_token, _ = issue_token(str(storefront.store.pk), "store", ttl=1234)
+    other_dashboard, _ = await open_room(room_url(storefront.store.pk, token=own_token))
+    shopper, _ = await open_room(room_url(storefront.store.pk, "user", random_user()))
+
+    assert leaked_third == 4429
+    await tabs[0][0].disconnect()
+    reopened, _ = await open_room(leaked)
+    for client in (tabs[1][0], other_dashboard, shopper, reopened):
         await client.disconnect()
 
 

@@ -21,7 +21,7 @@ from outbound.actions import do_dispatch_outbox
 from outbound.models import WebhookDelivery, WebhookEndpoint
 from stores.actions import do_grant_store_membership
 from stores.admin_scoping import StoreScopedAdmin, StoreScoping, store_path_to
-from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
+from stores.models import AuditEntry, Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 from templates import actions as template_actions
 from templates.models import Template, TemplateVersion
 
@@ -104,6 +104,7 @@ def furnish(session) -> dict[type[models.Model], models.Model]:
         Suppression: Suppression.objects.get(store=store),
         WebhookEndpoint: WebhookEndpoint.objects.get(store=store),
         WebhookDelivery: WebhookDelivery.objects.filter(endpoint__store=store).first(),
+        AuditEntry: AuditEntry.objects.filter(store=store).first(),
     }
 
 

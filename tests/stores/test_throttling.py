@@ -1,5 +1,8 @@
 """Callers past their rate get a 429 with Retry-After, in the API's error shape."""
 
+import socket
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -94,6 +97,48 @@ def test_the_api_keeps_answering_when_redis_is_down(shop, stranger, settings):
 
     assert with_a_key.status_code == 200
     assert without.status_code == 401
+
+
+def test_a_redis_that_stops_answering_delays_a_request_by_the_timeout_only(
+    shop, settings, hung_redis
+):
+    # Given the cache as configured, pointing at a Redis that accepts and never answers
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": hung_redis}}
+    settings.REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+
+    started = time.monotonic()
+    response = shop.client.get("/api/v1/shoppers")
+    took = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert took < 3 * settings.REDIS_SOCKET_TIMEOUT_SECONDS
+
+
+@pytest.fixture
+def hung_redis():
+    """A TCP listener that accepts connections and never replies."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_forever():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
 
 
 def test_a_malformed_rate_fails_manage_py_check(settings):

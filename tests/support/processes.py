@@ -43,17 +43,22 @@ def test_database_url() -> str:
     return f"postgres://{credentials}@{host}:{port}/{database['NAME']}"
 
 
-def engine_env(redis_url: str, provider_url: str = "", **extra: str) -> dict[str, str]:
+def engine_env(
+    redis_url: str, provider: dict[str, str] | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of an engine process; ``provider`` is a stub provider's
+    ``environment()``, which points the real email and SMS transports at it."""
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "LOG_FORMAT": "console",
-        "STUB_PROVIDER_URL": provider_url,
-        "EMAIL_TRANSPORT": "tests.support.http_provider.HttpProviderTransport",
-        "SMS_TRANSPORT": "tests.support.http_provider.HttpProviderTransport",
         "PYTHONPATH": str(ROOT),
+        # Not what these tests are about; without a provider nothing is sent anyway.
+        "EMAIL_RATE_LIMIT": "0",
+        "SMS_RATE_LIMIT": "0",
+        **(provider or {}),
     }
     env.update(extra)
     return env

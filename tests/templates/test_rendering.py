@@ -129,6 +129,7 @@ def test_recovery_url_is_signed_for_the_cart(shop):
     token = context["cart"]["recovery_url"].rsplit("/", 1)[1]
 
     assert read_recovery_token(token) == (str(shop.store.pk), "c-1", "")
+    assert str(shop.store.pk) not in token
 
 
 def test_unique_discount_codes_differ_per_intervention_and_are_stable():

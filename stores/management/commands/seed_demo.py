@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from stores.actions import do_grant_store_membership, do_issue_api_key, do_revoke_api_keys
+from stores.management.demo_history import do_seed_demo_history
 from stores.models import Store, StoreRole
 
 DEMO_STORE_NAME = "Demo Store"
@@ -15,9 +16,17 @@ DEMO_KEY_NAME = "demo"
 class Command(BaseCommand):
     help = (
         "Idempotently create the demo store, a fresh demo API key (older demo keys are "
-        "revoked, since keys are stored hashed and cannot be shown again), an admin user and a "
-        "marketer who sees only the demo store in the admin."
+        "revoked, since keys are stored hashed and cannot be shown again), an admin user, a "
+        "marketer who sees only the demo store in the admin, and four weeks of history "
+        "(campaigns, sends, opens, clicks, orders, failures) for the admin dashboard."
     )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--no-history",
+            action="store_true",
+            help="Only the store, key and users: no campaigns or past interventions.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         store, _ = Store.objects.get_or_create(
@@ -45,6 +54,7 @@ class Command(BaseCommand):
                 username=marketer_name, password=marketer_password, is_staff=True
             )
         do_grant_store_membership(marketer, store, StoreRole.MARKETER)
+        history = None if options["no_history"] else do_seed_demo_history(store)
 
         self.stdout.write(
             json.dumps(
@@ -55,6 +65,14 @@ class Command(BaseCommand):
                     "admin_password": password,
                     "marketer_user": marketer_name,
                     "marketer_password": marketer_password,
+                    "history": None
+                    if history is None
+                    else {
+                        "interventions": history.interventions,
+                        "orders": history.orders,
+                        "suppressions": history.suppressions,
+                        "already_seeded_today": history.skipped,
+                    },
                 }
             )
         )

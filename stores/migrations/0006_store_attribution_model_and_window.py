@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stores', '0004_shopper_erasure'),
+        ('stores', '0005_audit_log'),
     ]
 
     operations = [
