@@ -212,6 +212,7 @@ class CampaignAdminForm(forms.ModelForm):
             "mode",
             "auto_promote",
             "bandit_floor_percent",
+            "attribution_model",
         ]
 
     # Set per request by CampaignAdmin.get_form: the published templates the user may use.
@@ -370,6 +371,7 @@ class CampaignAdmin(StoreScopedAdmin):
                     "bandit_floor_percent",
                     "live_split",
                     "previews_panel",
+                    "attribution_model",
                 ]
             },
         ),

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "notifications",
     "realtime",
     "templates.apps.MessageTemplatesConfig",
+    "outbound",
 ]
 
 MIDDLEWARE = [
@@ -239,6 +240,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "campaigns.tasks.refresh_all_campaign_results",
         "schedule": env.float("RESULTS_REFRESH_MINUTES", default=15.0) * 60,
         "options": {"queue": "scheduled", "expires": 600},
+    },
+    "dispatch-outbox": {
+        "task": "outbound.tasks.dispatch_outbox",
+        "schedule": env.float("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=2.0),
+        "options": {"queue": "webhooks", "expires": 30},
+    },
+    "prune-webhooks": {
+        "task": "outbound.tasks.prune_webhooks",
+        "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
+        "options": {"queue": "webhooks", "expires": 600},
     },
     "prune-expired-rows": {
         "task": "interventions.tasks.prune_expired_rows",
@@ -435,6 +446,21 @@ CHANNEL_COSTS = {
 }
 CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
+
+# --- Outbound webhooks (docs/webhooks.md) ------------------------------------
+# Private, loopback and reserved targets are refused (SSRF) unless this is set: tests and
+# development only (settings_dev sets it).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# One sender per endpoint holds this lease; a worker killed mid-post frees it when it ends.
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
+WEBHOOK_RETRY_BASE_DELAY = env.float("WEBHOOK_RETRY_BASE_DELAY", default=5.0)
+WEBHOOK_RETRY_MAX_DELAY = env.float("WEBHOOK_RETRY_MAX_DELAY", default=3600.0)
+# 5 s doubling to an hour: about 16 hours of failures before an endpoint is disabled.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=25)
+WEBHOOK_DISPATCH_BATCH = env.int("WEBHOOK_DISPATCH_BATCH", default=1000)
+WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=200)
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------
 # Days each kind of row is kept; 0 keeps it forever. Pruned hourly by beat, oldest first.

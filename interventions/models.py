@@ -9,7 +9,8 @@ Lifecycle (docs/delivery.md):
 ``record_created()`` writes an intervention's first status; after that ``transition()``
 (or its bulk form ``transition_many()``) is the only way a status changes: a conditional
 UPDATE (the row moves only if it is still in an allowed source state, so two workers
-racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it.
+racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it
+and an outbox row telling other services (docs/webhooks.md), in the same transaction.
 """
 
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
+from outbound import outbox
 from stores.models import CHANNEL_CHOICES, Shopper, Store
 
 REQUESTED_CHANNEL_CHOICES = [*CHANNEL_CHOICES, ("auto", "Auto")]
@@ -314,6 +316,10 @@ def transition(
                 )
                 for name, value in changes.items():
                     setattr(intervention, name, value)
+                # After the fields are set: a re-queue on the next channel names the new one.
+                outbox.record(
+                    [outbox.status_changed(intervention, expected, target, reason[:500], now)]
+                )
                 return
         current = Intervention.objects.filter(pk=intervention.pk).values_list("status", flat=True)
         expected = current.first() or "missing"
@@ -364,11 +370,22 @@ def transition_many(
             )
             for intervention, from_status in moved
         )
+        outbox.record(
+            outbox.status_changed(intervention, from_status, target, reason, now)
+            for intervention, from_status in moved
+        )
     return [intervention for intervention, _ in moved]
 
 
 def record_created(created: Sequence[tuple[Intervention, InterventionEvent]]) -> None:
     """Insert new interventions with the history row of their first status: how a status
     is first written (every later change goes through ``transition``)."""
-    Intervention.objects.bulk_create([intervention for intervention, _ in created])
-    InterventionEvent.objects.bulk_create([event for _, event in created])
+    with transaction.atomic(savepoint=False):
+        Intervention.objects.bulk_create([intervention for intervention, _ in created])
+        InterventionEvent.objects.bulk_create([event for _, event in created])
+        outbox.record(
+            outbox.status_changed(
+                intervention, event.from_status, event.to_status, event.reason, event.at
+            )
+            for intervention, event in created
+        )

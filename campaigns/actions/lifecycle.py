@@ -37,6 +37,7 @@ LIVE_EDITABLE_FIELDS = (
             "attribution_window_hours",
             "auto_promote",
             "bandit_floor_percent",
+            "attribution_model",
         }
     )
     | ALLOCATION_FIELDS
