@@ -8,7 +8,7 @@ import time_machine
 
 from campaigns.models import Campaign
 from notifications.transports.base import get_transport
-from tests.tracking.conftest import SAM, send, track
+from tests.tracking.conftest import SAM, rollups_refreshed, send, track
 from tracking.models import Conversion, TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,6 +83,7 @@ def test_any_exposure_counts_the_order_once_in_the_figures(shop, touches):
     shop.store.attribution_model = "any_exposure"
     shop.store.save()
     order(shop)
+    rollups_refreshed(PLACED)
 
     with time_machine.travel(PLACED, tick=False):
         totals = shop.client.get(
