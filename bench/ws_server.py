@@ -93,8 +93,12 @@ def issue_tokens(store_id: str, user_ids: list[str]) -> list[str]:
 
 
 class Server:
-    def __init__(self, port: int, **env: str):
+    def __init__(
+        self, port: int, app: str = "config.asgi:application", cwd: Path = ROOT, **env: str
+    ):
         self.port = port
+        self.app = app
+        self.cwd = cwd
         self.url = f"http://127.0.0.1:{port}"
         self.ws = f"ws://127.0.0.1:{port}"
         self.env = {**BASE_ENV, **env}
@@ -109,9 +113,9 @@ class Server:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "config.asgi:application",
+                self.app,
             ],
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -137,6 +141,9 @@ class Server:
         assert self.process
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def pids(self) -> list[int]:
+        return [self.process.pid] if self.process else []
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
