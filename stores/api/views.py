@@ -10,6 +10,7 @@ from interventions.actions import do_erase_shopper, shopper_export
 from notifications.actions import do_set_opted_out_channels
 from stores.api.scoping import StoreScopedMixin
 from stores.api.serializers import ShopperSerializer, StoreSerializer
+from stores.api_keys import announce_access_changed
 from stores.auth import store_of
 from stores.models import Shopper, Store
 
@@ -28,6 +29,11 @@ class StoreViewSet(
 
     def get_queryset(self) -> QuerySet[Store]:
         return self.queryset.filter(pk=store_of(self.request).pk)
+
+    def perform_update(self, serializer: serializers.BaseSerializer[Store]) -> None:
+        serializer.save()
+        # The processes remember each key's store for a few seconds (stores/api_keys.py).
+        announce_access_changed()
 
 
 class ShopperViewSet(StoreScopedMixin, viewsets.ModelViewSet):
