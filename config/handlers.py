@@ -29,6 +29,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from prometheus_client import Counter
+from twisted.web import http as twisted_http
 
 from config.errors import error_body
 
@@ -50,10 +51,10 @@ def cache_twisted_content_type_parsing() -> None:
     answers them from memory; odd values only churn the 64 entries. Twisted looks the
     function up as a module global at call time, so replacing it there is enough.
     """
-    from twisted.web import http  # only under daphne, which imported it before this app
-
-    if not hasattr(http._parseContentType, "cache_info"):
-        http._parseContentType = functools.lru_cache(maxsize=64)(http._parseContentType)
+    if not hasattr(twisted_http._parseContentType, "cache_info"):
+        twisted_http._parseContentType = functools.lru_cache(maxsize=64)(
+            twisted_http._parseContentType
+        )
 
 
 class ThreadPoolASGIHandler(ASGIHandler):
