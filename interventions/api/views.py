@@ -43,6 +43,20 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
+# Built once and shared by every request and thread: constructing a serializer
+# deep-copies its declared fields, and a ModelSerializer then builds each field from the
+# model (~0.5 ms of the trigger's CPU, issue 12). Validating and representing keep no
+# state on the instance, so one instance serves concurrent requests.
+TRIGGER = TriggerSerializer()
+EVENT = EventSerializer()
+INTERVENTION = InterventionSerializer()
+EVENT_RESULT = EventResultSerializer()
+
+
+def represent(intervention: Intervention) -> dict[str, Any]:
+    return INTERVENTION.to_representation(intervention)
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -72,10 +86,9 @@ class EventView(APIView):
         "`prediction` may start an intervention through the store's campaigns.",
     )
     def post(self, request: Request) -> Response:
-        serializer = EventSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = actions.do_accept_event(store_of(request), serializer.validated_data)
-        return Response(EventResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+        event = EVENT.run_validation(request.data)
+        result = actions.do_accept_event(store_of(request), event)
+        return Response(EVENT_RESULT.to_representation(result), status=status.HTTP_202_ACCEPTED)
 
 
 class CheckedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
@@ -143,19 +156,16 @@ class InterventionViewSet(
         "an unknown or unpublished `template` is a 400 and nothing is stored.",
     )
     def create(self, request: Request) -> Response:
-        serializer = TriggerSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        trigger = TRIGGER.run_validation(request.data)
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
             raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
         try:
-            intervention, created = actions.check_trigger_intervention(
-                self.store, serializer.validated_data, key
-            )
+            intervention, created = actions.check_trigger_intervention(self.store, trigger, key)
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(
-            InterventionSerializer(intervention).data,
+            represent(intervention),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -172,7 +182,7 @@ class InterventionViewSet(
             updated = actions.do_update_unsent(intervention, serializer.validated_data)
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
-        return Response(InterventionSerializer(updated).data)
+        return Response(represent(updated))
 
     @extend_schema(
         responses={204: None, 409: OpenApiTypes.OBJECT}, summary="Cancel (409 once sent)"
@@ -194,7 +204,7 @@ class InterventionViewSet(
             actions.do_retry_failed(intervention, "retry requested through the API")
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
-        return Response(InterventionSerializer(intervention).data)
+        return Response(represent(intervention))
 
     @extend_schema(
         request=BatchSerializer,
