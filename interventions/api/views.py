@@ -57,6 +57,13 @@ def represent(intervention: Intervention) -> dict[str, Any]:
     return INTERVENTION.to_representation(intervention)
 
 
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 200:
+        raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+    return key
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -79,16 +86,24 @@ def batch_summary(intervention: Intervention) -> dict[str, Any]:
 class EventView(APIView):
     @extend_schema(
         request=EventSerializer,
-        responses={202: EventResultSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={202: EventResultSerializer, 200: EventResultSerializer},
         summary="Report a cart event or a prediction",
         description="Accepted events are stored. `checkout_completed` cancels the cart's "
         "unsent interventions and attributes the conversion; `cart_abandoned` and "
-        "`prediction` may start an intervention through the store's campaigns.",
+        "`prediction` may start an intervention through the store's campaigns. 202 when "
+        "accepted, 200 with the first answer when an Idempotency-Key repeat; the same key "
+        "with another body is a 409.",
     )
     def post(self, request: Request) -> Response:
         event = EVENT.run_validation(request.data)
-        result = actions.do_accept_event(store_of(request), event)
-        return Response(EVENT_RESULT.to_representation(result), status=status.HTTP_202_ACCEPTED)
+        try:
+            answer, created = actions.check_accept_event(
+                store_of(request), event, idempotency_key(request), EVENT_RESULT.to_representation
+            )
+        except actions.InterventionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
 class CheckedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
@@ -157,9 +172,7 @@ class InterventionViewSet(
     )
     def create(self, request: Request) -> Response:
         trigger = TRIGGER.run_validation(request.data)
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > 200:
-            raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+        key = idempotency_key(request)
         try:
             intervention, created = actions.check_trigger_intervention(self.store, trigger, key)
         except actions.InterventionConflict as exc:
