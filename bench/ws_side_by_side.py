@@ -241,7 +241,8 @@ async def main(args: argparse.Namespace) -> None:
     store = prepare_store()
     users = [f"user-{i}" for i in range(args.users)]
     tokens = issue_tokens(store["store_id"], users)
-    engine_server = Server(18181).start()
+    engine_env = dict(pair.split("=", 1) for pair in args.engine_env)
+    engine_server = Server(18181, **engine_env).start()
     bare_server = Server(18191, app="bare_app:application", cwd=ROOT / "bench").start()
     engine = Target(
         "engine",
@@ -315,4 +316,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument(
+        "--engine-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the engine's process, e.g. API_KEY_CACHE_SECONDS=0 (a lever off)",
+    )
     asyncio.run(main(parser.parse_args()))
