@@ -19,7 +19,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DB = "ie_realtime_bench"
+# Overridable so that two people benchmarking on one machine do not drop each other's.
+DB = os.environ.get("BENCH_DB", "ie_realtime_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 BASE_ENV = {
     **os.environ,

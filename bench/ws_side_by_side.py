@@ -256,7 +256,10 @@ async def main(args: argparse.Namespace) -> None:
     if args.baseline_root:
         # The engine at another commit (a `git archive` of it), same database and Redis:
         # before and after measured in one run, under the same neighbours' load.
-        baseline_server = Server(18182, cwd=Path(args.baseline_root), **engine_env).start()
+        # Its own Redis database: the rooms are the same names, and frames published by
+        # one engine would otherwise reach (and be acked through) the other's sockets.
+        baseline_env = {**engine_env, "REDIS_URL": args.baseline_redis_url}
+        baseline_server = Server(18182, cwd=Path(args.baseline_root), **baseline_env).start()
         targets.append(
             Target(
                 "engine-baseline",
@@ -331,6 +334,7 @@ if __name__ == "__main__":
         default="",
         help="a checkout of the engine at another commit, run as a third target",
     )
+    parser.add_argument("--baseline-redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument(
         "--engine-env",
         action="append",
