@@ -244,7 +244,7 @@ async def main(args: argparse.Namespace) -> None:
     tokens = issue_tokens(store["store_id"], users)
     engine_env = dict(pair.split("=", 1) for pair in args.engine_env)
     engine_server = Server(18181, **engine_env).start()
-    bare_server = Server(18191, app="bare_app:application", cwd=ROOT / "bench").start()
+    bare_server = Server(18191, app="bare_app:application", cwd=ROOT / "bench", BARE_DB=DB).start()
     engine = Target(
         "engine",
         engine_server,
