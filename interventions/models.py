@@ -334,19 +334,23 @@ def _move(
 ) -> bool:
     """UPDATE the row if it still has ``expected``; insert ``rows`` only if it did."""
     connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
     opts = Intervention._meta
     assignments, params = [], []
     for name, value in changes.items():
         field = opts.get_field(name)
-        assignments.append(f"{connection.ops.quote_name(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+        assert isinstance(field, models.Field)  # a column of the row, not a relation's
+        assignments.append(f"{quote(str(field.column))} = %s")
+        params.append(field.get_db_prep_save(value, connection))
     pk = opts.pk
     assert pk is not None
+    status_field = opts.get_field("status")
+    assert isinstance(status_field, models.Field)
     # Identifiers from the model's metadata, every value a parameter.
     statement = (
-        f"WITH moved AS (UPDATE {connection.ops.quote_name(opts.db_table)} "  # noqa: S608
-        f"SET {', '.join(assignments)} WHERE {connection.ops.quote_name(pk.column)} = %s "
-        f"AND {connection.ops.quote_name(opts.get_field('status').column)} = %s RETURNING 1)"
+        f"WITH moved AS (UPDATE {quote(opts.db_table)} "  # noqa: S608
+        f"SET {', '.join(assignments)} WHERE {quote(str(pk.column))} = %s "
+        f"AND {quote(str(status_field.column))} = %s RETURNING 1)"
     )
     params += [pk.get_db_prep_value(intervention.pk, connection), expected]
     for index, row in enumerate(rows):
@@ -370,7 +374,7 @@ def insert_statement(objs: Sequence[models.Model]) -> tuple[str, list[Any]]:
     model = type(objs[0])
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
     query = InsertQuery(model)
-    query.insert_values(fields, objs)
+    query.insert_values(fields, list(objs))
     [(sql, params)] = query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
     return sql, list(params)
 

@@ -86,8 +86,9 @@ class StoreAdmin(AnnouncesAccessChanges, StoreScopedAdmin):
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
+# type: ignore: APIKeyModelAdmin types save_model's obj as AbstractAPIKey, ours as Any.
 @admin.register(StoreApiKey)
-class StoreApiKeyAdmin(AnnouncesAccessChanges, StoreScopedAdmin, APIKeyModelAdmin):
+class StoreApiKeyAdmin(AnnouncesAccessChanges, StoreScopedAdmin, APIKeyModelAdmin):  # type: ignore[misc]
     managing_role = StoreRole.OWNER
     list_display = (*APIKeyModelAdmin.list_display, "store")  # type: ignore[assignment]
     list_filter = (*APIKeyModelAdmin.list_filter, "store")  # type: ignore[assignment]

@@ -125,6 +125,7 @@ def verify_api_key(key: str) -> StoreApiKey:
             LOOKUP_FROM_MEMORY.inc()
             return remembered
     api_key = StoreApiKey.objects.get_from_key(key)
+    assert isinstance(api_key, StoreApiKey)
     LOOKUP_FROM_DATABASE.inc()
     if ttl > 0:
         VERIFIED.put(digest, private_copy(api_key), ttl)
