@@ -95,9 +95,15 @@ def issue_tokens(store_id: str, user_ids: list[str]) -> list[str]:
 
 class Server:
     def __init__(
-        self, port: int, app: str = "config.asgi:application", cwd: Path = ROOT, **env: str
+        self,
+        port: int,
+        app: str = "config.asgi:application",
+        cwd: Path = ROOT,
+        daphne_args: tuple[str, ...] = (),
+        **env: str,
     ):
         self.port = port
+        self.daphne_args = daphne_args
         self.app = app
         self.cwd = cwd
         self.url = f"http://127.0.0.1:{port}"
@@ -114,6 +120,7 @@ class Server:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *self.daphne_args,
                 self.app,
             ],
             cwd=self.cwd,
