@@ -319,7 +319,8 @@ def transition(
             detail=detail or {},
             at=now,
         )
-        if _move(intervention, expected, changes, [history, *([attempt] if attempt else [])]):
+        rows: list[models.Model] = [history, *([attempt] if attempt else [])]
+        if _move(intervention, expected, changes, rows):
             for name, value in changes.items():
                 setattr(intervention, name, value)
             return
@@ -334,6 +335,16 @@ def _move(
 ) -> bool:
     """UPDATE the row if it still has ``expected``; insert ``rows`` only if it did."""
     connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        # Embedded mode (SQLite) has no data-modifying WITH: three statements.
+        with transaction.atomic(savepoint=False):
+            if not Intervention.objects.filter(pk=intervention.pk, status=expected).update(
+                **changes
+            ):
+                return False
+            for row in rows:
+                row.save(force_insert=True)
+        return True
     quote = connection.ops.quote_name
     opts = Intervention._meta
     assignments, params = [], []
@@ -428,7 +439,7 @@ def transition_many(
 def record_created(created: Sequence[tuple[Intervention, InterventionEvent]]) -> None:
     """Insert new interventions with the history row of their first status: how a status
     is first written (every later change goes through ``transition``)."""
-    if len(created) == 1:
+    if len(created) == 1 and connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
         # One statement, one round trip, both rows or neither (issue 12).
         [(intervention, event)] = created
         first, first_params = insert_statement([intervention])

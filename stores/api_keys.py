@@ -149,6 +149,8 @@ def _publish_change() -> None:
     # A fresh connection: revocations are rare, and this module sits below the pooled
     # clients of the real-time package.
     VERIFIED.clear()
+    if settings.API_KEY_CACHE_SECONDS <= 0:
+        return  # no process remembers keys (embedded mode has no Redis to publish on)
     try:
         client: Any = redis.Redis.from_url(
             settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2

@@ -8,6 +8,33 @@ CONCURRENTLY, outside a transaction, so inserts are not blocked while it builds.
 from django.db import migrations, models
 
 
+UNIQUE = models.UniqueConstraint(
+    condition=models.Q(("idempotency_key", ""), _negated=True),
+    fields=("store", "idempotency_key"),
+    name="unique_event_idempotency_key_per_store",
+)
+
+
+def add_unique_index(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":  # embedded mode: SQLite, no rows
+        schema_editor.add_constraint(apps.get_model("interventions", "CartEvent"), UNIQUE)
+        return
+    schema_editor.execute(
+        'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "unique_event_idempotency_key_per_store" '
+        'ON "interventions_cartevent" ("store_id", "idempotency_key") '
+        "WHERE NOT (\"idempotency_key\" = '')"
+    )
+
+
+def drop_unique_index(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        schema_editor.remove_constraint(apps.get_model("interventions", "CartEvent"), UNIQUE)
+        return
+    schema_editor.execute(
+        'DROP INDEX CONCURRENTLY IF EXISTS "unique_event_idempotency_key_per_store"'
+    )
+
+
 class Migration(migrations.Migration):
     atomic = False
 
@@ -30,24 +57,7 @@ class Migration(migrations.Migration):
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AddConstraint(
-                    model_name="cartevent",
-                    constraint=models.UniqueConstraint(
-                        condition=models.Q(("idempotency_key", ""), _negated=True),
-                        fields=("store", "idempotency_key"),
-                        name="unique_event_idempotency_key_per_store",
-                    ),
-                )
-            ],
-            database_operations=[
-                migrations.RunSQL(
-                    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "
-                    '"unique_event_idempotency_key_per_store" ON "interventions_cartevent" '
-                    '("store_id", "idempotency_key") WHERE NOT ("idempotency_key" = \'\')',
-                    reverse_sql="DROP INDEX CONCURRENTLY IF EXISTS "
-                    '"unique_event_idempotency_key_per_store"',
-                )
-            ],
+            state_operations=[migrations.AddConstraint(model_name="cartevent", constraint=UNIQUE)],
+            database_operations=[migrations.RunPython(add_unique_index, drop_unique_index)],
         ),
     ]
