@@ -315,6 +315,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 102
 # with Retry-After instead of queueing (config/handlers.py). At ~10 ms of CPU a request,
 # 64 queued is well under a second of waiting.
 MAX_IN_FLIGHT_REQUESTS = env.int("MAX_IN_FLIGHT_REQUESTS", default=64)
+# Seconds a web process remembers a verified API key and its store (stores/api_keys.py:
+# revocations and store edits through the app reach every process at once; 0 = off).
+# Off in embedded mode: its revocation messages travel through Redis, which it has not.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=0.0 if EMBEDDED else 5.0)
 
 # --- Admin login lockout (django-axes, config/admin_login.py) ---------------
 AUTHENTICATION_BACKENDS = [
