@@ -6,4 +6,4 @@ COPY . .
 RUN pip install --no-cache-dir -c requirements.lock -e . \
     && ALLOW_DEV_SECRET_KEY=1 python manage.py collectstatic --no-input
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket_connect_timeout", "30", "config.asgi:application"]

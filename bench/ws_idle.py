@@ -64,7 +64,11 @@ async def main(args: argparse.Namespace) -> None:
     store = prepare_store()
     users = [f"idle-{i}" for i in range(args.connections)]
     tokens = issue_tokens(store["store_id"], users)
-    server = Server(18180, WS_GC_FREEZE="1" if args.gc_freeze else "0").start()
+    server = Server(
+        18180,
+        daphne_args=tuple(args.daphne_arg),
+        WS_GC_FREEZE="1" if args.gc_freeze else "0",
+    ).start()
     try:
         await asyncio.sleep(1)
         rss_before, cpu_before = server.rss_kib(), server.cpu_seconds()
@@ -104,4 +108,10 @@ if __name__ == "__main__":
     parser.add_argument("--hold", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--gc-freeze", type=int, default=1)
+    parser.add_argument(
+        "--daphne-arg",
+        action="append",
+        default=[],
+        help="passed to daphne, e.g. --daphne-arg=--websocket_connect_timeout=30",
+    )
     asyncio.run(main(parser.parse_args()))

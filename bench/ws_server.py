@@ -19,7 +19,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DB = "ie_realtime_bench"
+# Overridable so that two people benchmarking on one machine do not drop each other's.
+DB = os.environ.get("BENCH_DB", "ie_realtime_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 BASE_ENV = {
     **os.environ,
@@ -93,8 +94,18 @@ def issue_tokens(store_id: str, user_ids: list[str]) -> list[str]:
 
 
 class Server:
-    def __init__(self, port: int, **env: str):
+    def __init__(
+        self,
+        port: int,
+        app: str = "config.asgi:application",
+        cwd: Path = ROOT,
+        daphne_args: tuple[str, ...] = (),
+        **env: str,
+    ):
         self.port = port
+        self.daphne_args = daphne_args
+        self.app = app
+        self.cwd = cwd
         self.url = f"http://127.0.0.1:{port}"
         self.ws = f"ws://127.0.0.1:{port}"
         self.env = {**BASE_ENV, **env}
@@ -109,9 +120,10 @@ class Server:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "config.asgi:application",
+                *self.daphne_args,
+                self.app,
             ],
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -137,6 +149,9 @@ class Server:
         assert self.process
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def pids(self) -> list[int]:
+        return [self.process.pid] if self.process else []
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

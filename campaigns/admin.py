@@ -220,6 +220,7 @@ class CampaignAdminForm(TargetingFormMixin, forms.ModelForm):
             "mode",
             "auto_promote",
             "bandit_floor_percent",
+            "attribution_model",
         ]
 
     # Set per request by CampaignAdmin.get_form: the published templates the user may use.
@@ -409,6 +410,7 @@ class CampaignAdmin(StoreScopedAdmin):
                     "bandit_floor_percent",
                     "live_split",
                     "previews_panel",
+                    "attribution_model",
                 ]
             },
         ),

@@ -92,6 +92,7 @@ class CampaignSerializer(StrictModelSerializer):
             "auto_promote",
             "bandit_floor_percent",
             "live_weights",
+            "attribution_model",
             "created_at",
             "updated_at",
         ]
@@ -109,7 +110,7 @@ class CampaignSerializer(StrictModelSerializer):
             "min_probability": {"min_value": 0.0, "max_value": 1.0},
             "max_probability": {"min_value": 0.0, "max_value": 1.0},
             "holdout_percent": {"min_value": 0.0, "max_value": 50.0},
-            "attribution_window_hours": {"min_value": 1},
+            "attribution_window_hours": {"min_value": 1, "max_value": 24 * 90},
             "budget_discount": {"min_value": 0},
             "bandit_floor_percent": {"min_value": 0.0, "max_value": 50.0},
             "live_weights": {

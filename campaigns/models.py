@@ -11,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from stores.models import Shopper, Store
+from stores.models import AttributionModel, Shopper, Store
 
 
 class Trigger(models.TextChoices):
@@ -156,6 +156,13 @@ class Campaign(models.Model):
     # The split new shoppers get when it differs from the variants' weights: the bandit's
     # latest, or a promoted winner's {winner: 100, others: 0}. Null: the variants' weights.
     live_weights = models.JSONField(null=True, blank=True)
+    attribution_model = models.CharField(
+        max_length=16,
+        choices=AttributionModel.choices,
+        blank=True,
+        help_text="How orders are credited when this campaign's send is the last touch; "
+        "empty: the store's model.",
+    )
     # Frozen on completion: later conversions no longer move a finished test.
     results = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

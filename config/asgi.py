@@ -7,7 +7,9 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
-from config.handlers import ThreadPoolASGIHandler  # noqa: E402
+from config.handlers import ThreadPoolASGIHandler, cache_twisted_content_type_parsing  # noqa: E402
+
+cache_twisted_content_type_parsing()
 
 django_asgi_app = ThreadPoolASGIHandler()
 

@@ -12,7 +12,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # Separate queues so a slow provider cannot hold up the scheduler or another channel.
 # "campaigns" runs scheduled campaign sends, which are long, away from the due-time release.
-TASK_QUEUES = ("email", "sms", "push", "websocket", "scheduled", "retries", "campaigns")
+TASK_QUEUES = ("email", "sms", "push", "websocket", "scheduled", "retries", "campaigns", "webhooks")
 app.conf.task_queues = [Queue(name) for name in TASK_QUEUES]
 app.autodiscover_tasks()
 

@@ -23,6 +23,14 @@ HOW_TO_START = {
     "or point REDIS_URL at one",
 }
 
+ASGI_APP = "config.asgi:application"
+# daphne's command line drops a WebSocket handshake the app has not accepted within 5 s,
+# with no HTTP answer (clients see InvalidMessage). A connect storm interleaves every
+# handshake, so past ~5 s of handshake capacity (~1,000 at once on this machine class)
+# they all finish late and all fail: 3,000 at once, 0 admitted; with 30 s, 3,000 of
+# 3,000 in 16 s (docs/benchmarks.md). The Procfile, Dockerfile and compose file agree.
+DAPHNE_TIMEOUTS = ("--websocket_connect_timeout", "30")
+
 
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
@@ -134,7 +142,7 @@ def run() -> int:
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     if embedded:
         daphne = shutil.which("daphne", path=env["PATH"]) or "daphne"
-        os.execvpe(daphne, [daphne, "-b", "127.0.0.1", "-p", port, "config.asgi:application"], env)
+        os.execvpe(daphne, [daphne, "-b", "127.0.0.1", "-p", port, *DAPHNE_TIMEOUTS, ASGI_APP], env)
     honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
     os.execvpe(honcho, [honcho, "-f", str(BASE_DIR / "Procfile"), "start"], env)
 

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "notifications",
     "realtime",
     "templates.apps.MessageTemplatesConfig",
+    "outbound",
 ]
 
 MIDDLEWARE = [
@@ -241,6 +242,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("RESULTS_REFRESH_MINUTES", default=15.0) * 60,
         "options": {"queue": "scheduled", "expires": 600},
     },
+    "dispatch-outbox": {
+        "task": "outbound.tasks.dispatch_outbox",
+        "schedule": env.float("WEBHOOK_DISPATCH_INTERVAL_SECONDS", default=2.0),
+        "options": {"queue": "webhooks", "expires": 30},
+    },
+    "prune-webhooks": {
+        "task": "outbound.tasks.prune_webhooks",
+        "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
+        "options": {"queue": "webhooks", "expires": 600},
+    },
     "prune-expired-rows": {
         "task": "interventions.tasks.prune_expired_rows",
         "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
@@ -321,6 +332,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 102
 # with Retry-After instead of queueing (config/handlers.py). At ~10 ms of CPU a request,
 # 64 queued is well under a second of waiting.
 MAX_IN_FLIGHT_REQUESTS = env.int("MAX_IN_FLIGHT_REQUESTS", default=64)
+# Seconds a web process remembers a verified API key and its store (stores/api_keys.py:
+# revocations and store edits through the app reach every process at once; 0 = off).
+# Off in embedded mode: its revocation messages travel through Redis, which it has not.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=0.0 if EMBEDDED else 5.0)
 
 # --- Admin login lockout (django-axes, config/admin_login.py) ---------------
 AUTHENTICATION_BACKENDS = [
@@ -452,6 +467,21 @@ CHANNEL_COSTS = {
 }
 CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
+
+# --- Outbound webhooks (docs/webhooks.md) ------------------------------------
+# Private, loopback and reserved targets are refused (SSRF) unless this is set: tests and
+# development only (settings_dev sets it).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# One sender per endpoint holds this lease; a worker killed mid-post frees it when it ends.
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
+WEBHOOK_RETRY_BASE_DELAY = env.float("WEBHOOK_RETRY_BASE_DELAY", default=5.0)
+WEBHOOK_RETRY_MAX_DELAY = env.float("WEBHOOK_RETRY_MAX_DELAY", default=3600.0)
+# 5 s doubling to an hour: about 16 hours of failures before an endpoint is disabled.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=25)
+WEBHOOK_DISPATCH_BATCH = env.int("WEBHOOK_DISPATCH_BATCH", default=1000)
+WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=200)
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------
 # Days each kind of row is kept; 0 keeps it forever. Pruned hourly by beat, oldest first.

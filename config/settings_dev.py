@@ -12,5 +12,7 @@ os.environ.setdefault("ALLOW_DEV_SECRET_KEY", "1")
 # it never reaches. The throttle tests set their own low ones.
 os.environ.setdefault("API_RATE_PER_KEY", "1000000/s")
 os.environ.setdefault("API_RATE_UNAUTHENTICATED", "1000000/s")
+# Test receivers listen on 127.0.0.1; production refuses private webhook targets.
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
 
 from config.settings import *  # noqa: F403

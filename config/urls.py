@@ -9,6 +9,7 @@ from config import observability
 from interventions.api.views import EventView, InterventionViewSet
 from notifications import views as notification_views
 from notifications.api.views import DeviceViewSet
+from outbound.api import WebhookEndpointViewSet
 from realtime import views as realtime
 from stores.api.views import ShopperViewSet, StoreViewSet
 from templates.api.views import TemplateViewSet
@@ -26,6 +27,7 @@ router.register("interventions", InterventionViewSet, basename="intervention")
 router.register("campaigns", CampaignViewSet, basename="campaign")
 router.register("devices", DeviceViewSet, basename="device")
 router.register("templates", TemplateViewSet, basename="template")
+router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-endpoint")
 
 urlpatterns = [
     path("health", observability.liveness, name="health"),

@@ -9,16 +9,20 @@ Lifecycle (docs/delivery.md):
 ``record_created()`` writes an intervention's first status; after that ``transition()``
 (or its bulk form ``transition_many()``) is the only way a status changes: a conditional
 UPDATE (the row moves only if it is still in an allowed source state, so two workers
-racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it.
+racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it
+and an outbox row telling other services (docs/webhooks.md), in the same transaction.
 """
 
+import copy
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
+from outbound import outbox
 from stores.models import CHANNEL_CHOICES, Shopper, Store
 
 REQUESTED_CHANNEL_CHOICES = [*CHANNEL_CHOICES, ("auto", "Auto")]
@@ -80,10 +84,22 @@ class CartEvent(models.Model):
     payload = models.JSONField(default=dict)
     occurred_at = models.DateTimeField(default=timezone.now)
     received_at = models.DateTimeField(auto_now_add=True)
+    # Idempotency-Key (docs/idempotency.md): a retried POST finds this row and gets
+    # ``answer``, the body the first one got, instead of a second event.
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    answer = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [models.Index(fields=["store", "type", "received_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_event_idempotency_key_per_store",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.cart_id}"
@@ -281,6 +297,7 @@ def transition(
     target: str,
     reason: str = "",
     detail: dict[str, Any] | None = None,
+    attempt: "DeliveryAttempt | None" = None,
     **fields: Any,
 ) -> None:
     """Move ``intervention`` to ``target`` and record it, or raise IllegalTransition.
@@ -288,6 +305,11 @@ def transition(
     Optimistic: the UPDATE matches only while the row still has the status we read,
     so of two workers racing for the same row exactly one wins, and the history row
     names the true source state. A stale in-memory status is re-read once.
+
+    One statement (issue 12): the UPDATE, the history row and the optional ``attempt``
+    row go to PostgreSQL as one ``WITH moved AS (UPDATE … RETURNING) INSERT … SELECT …
+    FROM moved``, so the rows are written only if the status moved, atomically even
+    outside a transaction, in one round trip instead of three.
     """
     sources = ALLOWED_SOURCES[target]
     now = timezone.now()
@@ -297,28 +319,89 @@ def transition(
     for _ in range(2):
         if expected not in sources:
             raise IllegalTransition(intervention.pk, expected, target)
-        # No savepoint: if nothing matched nothing was written, and a failed history
-        # insert dooms the caller's transaction anyway.
-        with transaction.atomic(savepoint=False):
-            updated = Intervention.objects.filter(pk=intervention.pk, status=expected).update(
-                **changes
-            )
-            if updated:
-                InterventionEvent.objects.create(
-                    intervention=intervention,
-                    from_status=expected,
-                    to_status=target,
-                    reason=reason[:500],
-                    detail=detail or {},
-                    at=now,
-                )
-                for name, value in changes.items():
-                    setattr(intervention, name, value)
-                return
+        history = InterventionEvent(
+            intervention=intervention,
+            from_status=expected,
+            to_status=target,
+            reason=reason[:500],
+            detail=detail or {},
+            at=now,
+        )
+        # The event describes the row as it will be (a re-queue on the next channel names
+        # the new one), and rides in the same statement: it exists exactly if the move does.
+        moved = copy.copy(intervention)
+        for name, value in changes.items():
+            setattr(moved, name, value)
+        event = outbox.status_changed(moved, expected, target, reason[:500], now)
+        rows: list[models.Model] = [history, *([attempt] if attempt else []), event]
+        if _move(intervention, expected, changes, rows):
+            for name, value in changes.items():
+                setattr(intervention, name, value)
+            return
         current = Intervention.objects.filter(pk=intervention.pk).values_list("status", flat=True)
         expected = current.first() or "missing"
         intervention.status = expected
     raise IllegalTransition(intervention.pk, expected, target)
+
+
+def _move(
+    intervention: Intervention, expected: str, changes: dict[str, Any], rows: list[models.Model]
+) -> bool:
+    """UPDATE the row if it still has ``expected``; insert ``rows`` only if it did."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        # Embedded mode (SQLite) has no data-modifying WITH: three statements.
+        with transaction.atomic(savepoint=False):
+            if not Intervention.objects.filter(pk=intervention.pk, status=expected).update(
+                **changes
+            ):
+                return False
+            for row in rows:
+                row.save(force_insert=True)
+        return True
+    quote = connection.ops.quote_name
+    opts = Intervention._meta
+    assignments, params = [], []
+    for name, value in changes.items():
+        field = opts.get_field(name)
+        assert isinstance(field, models.Field)  # a column of the row, not a relation's
+        assignments.append(f"{quote(str(field.column))} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    pk = opts.pk
+    assert pk is not None
+    status_field = opts.get_field("status")
+    assert isinstance(status_field, models.Field)
+    # Identifiers from the model's metadata, every value a parameter.
+    statement = (
+        f"WITH moved AS (UPDATE {quote(opts.db_table)} "  # noqa: S608
+        f"SET {', '.join(assignments)} WHERE {quote(str(pk.column))} = %s "
+        f"AND {quote(str(status_field.column))} = %s RETURNING 1)"
+    )
+    params += [pk.get_db_prep_value(intervention.pk, connection), expected]
+    for index, row in enumerate(rows):
+        insert, insert_params = insert_statement([row])
+        # INSERT … VALUES (…) → INSERT … SELECT … FROM moved: no row unless it moved.
+        head, _, values = insert.rpartition(" VALUES (")
+        statement += f", row{index} AS ({head} SELECT {values[:-1]} FROM moved RETURNING 1)"  # noqa: S608
+        params += insert_params
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} SELECT count(*) FROM moved", params)  # noqa: S608
+        moved = bool(cursor.fetchone()[0])
+    if moved:
+        for row in rows:
+            row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+    return moved
+
+
+def insert_statement(objs: Sequence[models.Model]) -> tuple[str, list[Any]]:
+    """The INSERT bulk_create would send for ``objs`` (one model, database-assigned ids
+    left out), without RETURNING: to be combined into one statement with others."""
+    model = type(objs[0])
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+    query = InsertQuery(model)
+    query.insert_values(fields, list(objs))
+    [(sql, params)] = query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
+    return sql, list(params)
 
 
 def transition_many(
@@ -364,11 +447,38 @@ def transition_many(
             )
             for intervention, from_status in moved
         )
+        outbox.record(
+            outbox.status_changed(intervention, from_status, target, reason, now)
+            for intervention, from_status in moved
+        )
     return [intervention for intervention, _ in moved]
 
 
 def record_created(created: Sequence[tuple[Intervention, InterventionEvent]]) -> None:
     """Insert new interventions with the history row of their first status: how a status
     is first written (every later change goes through ``transition``)."""
-    Intervention.objects.bulk_create([intervention for intervention, _ in created])
-    InterventionEvent.objects.bulk_create([event for _, event in created])
+    events = [
+        outbox.status_changed(
+            intervention, event.from_status, event.to_status, event.reason, event.at
+        )
+        for intervention, event in created
+    ]
+    if len(created) == 1 and connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        # One statement, one round trip, all three rows or none (issue 12).
+        [(intervention, event)] = created
+        first, first_params = insert_statement([intervention])
+        second, second_params = insert_statement([event])
+        third, third_params = insert_statement(events)
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute(
+                f"WITH created AS ({first}), announced AS ({third}) {second} RETURNING id",
+                first_params + third_params + second_params,
+            )
+            event.id = cursor.fetchone()[0]
+        for row in (intervention, event, *events):
+            row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+        return
+    with transaction.atomic(savepoint=False):
+        Intervention.objects.bulk_create([intervention for intervention, _ in created])
+        InterventionEvent.objects.bulk_create([event for _, event in created])
+        outbox.record(events)

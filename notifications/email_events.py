@@ -34,6 +34,25 @@ EVENT_EFFECTS: dict[str, tuple[str, str, str]] = {
 SUPPRESSING_REJECT_REASONS = frozenset({"bounced", "invalid", "unsubscribed", "spam"})
 
 
+def is_machine_open(esp_name: str, event: AnymailTrackingEvent) -> bool:
+    """Whether the ESP says a privacy proxy (Apple Mail Privacy Protection and the like),
+    not a person, loaded the pixel. anymail does not normalize this, so it is read from
+    the ESP's raw payload (``esp_event``). Postmark and Amazon SES do not say (Postmark
+    documents MPP opens as inflated opens): their opens count as human."""
+    if event.event_type != "opened" or not isinstance(event.esp_event, dict):
+        return False
+    esp = ESP_OF_ANYMAIL_NAME.get(esp_name, "")
+    if esp == "sendgrid":
+        # SendGrid's open event carries "sg_machine_open": true for proxy prefetches.
+        return event.esp_event.get("sg_machine_open") in (True, "true")
+    if esp == "mailgun":
+        # Mailgun's event-data.client-info.bot names the proxy ("apple", "gmail"); empty
+        # for a person.
+        client_info = (event.esp_event.get("event-data") or {}).get("client-info") or {}
+        return bool(client_info.get("bot"))
+    return False
+
+
 def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
     # notifications.views.anymail_tracking already refuses these; checked again here so
     # that anymail's own URLs, if ever included again, cannot feed forged events in.
@@ -62,6 +81,7 @@ def on_tracking(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwarg
         metadata=metadata,
         failure_reason=failure_reason,
         suppress_reason=suppress_reason,
+        machine=is_machine_open(esp_name, event),
     )
     if event.event_type in ("unsubscribed", "complained") and intervention is not None:
         email = event.recipient or intervention.shopper.email

@@ -5,6 +5,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from stores.api_keys import announce_access_changed
 from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
 SHOPPER_FIELDS = ("email", "phone", "first_name", "locale", "country", "timezone", "segment")
@@ -26,9 +27,11 @@ def do_issue_api_key(store: Store, key_name: str) -> str:
 
 
 def do_revoke_api_keys(store: Store, key_name: str) -> int:
-    return StoreApiKey.objects.filter(store=store, name=key_name, revoked=False).update(
+    revoked = StoreApiKey.objects.filter(store=store, name=key_name, revoked=False).update(
         revoked=True
     )
+    announce_access_changed()  # web processes remember verified keys for a few seconds
+    return revoked
 
 
 def do_grant_store_membership(user: Any, store: Store, role: StoreRole) -> StoreMembership:

@@ -15,6 +15,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from interventions.actions import do_erase_shopper
 from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline, store_ids_granting
+from stores.api_keys import announce_access_changed
 from stores.models import AuditEntry, Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
 User = get_user_model()
@@ -56,8 +57,26 @@ class MembershipOfUserInline(StoreScopedTabularInline):
         return self.scope(queryset, store_ids_granting(request, StoreRole.OWNER))
 
 
+class AnnouncesAccessChanges(admin.ModelAdmin):
+    """A key revoked or a store edited here takes effect at once in every web process,
+    which otherwise remember verified keys and their store for a few seconds
+    (stores/api_keys.py)."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        announce_access_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        announce_access_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        super().delete_queryset(request, queryset)
+        announce_access_changed()
+
+
 @admin.register(Store)
-class StoreAdmin(StoreScopedAdmin):
+class StoreAdmin(AnnouncesAccessChanges, StoreScopedAdmin):
     store_path = "pk"
     managing_role = StoreRole.OWNER
     audited = frozenset({"added", "changed", "deleted"})
@@ -93,8 +112,9 @@ class StoreAdmin(StoreScopedAdmin):
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
+# type: ignore: APIKeyModelAdmin types save_model's obj as AbstractAPIKey, ours as Any.
 @admin.register(StoreApiKey)
-class StoreApiKeyAdmin(StoreScopedAdmin, APIKeyModelAdmin):
+class StoreApiKeyAdmin(AnnouncesAccessChanges, StoreScopedAdmin, APIKeyModelAdmin):  # type: ignore[misc]
     managing_role = StoreRole.OWNER
     audited = frozenset({"added", "changed", "deleted"})
     list_display = (*APIKeyModelAdmin.list_display, "store")  # type: ignore[assignment]

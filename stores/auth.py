@@ -7,6 +7,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from stores.api.throttling import UnauthenticatedThrottle
+from stores.api_keys import verify_api_key
 from stores.models import Store, StoreApiKey
 
 logger = structlog.get_logger(__name__)
@@ -41,7 +42,7 @@ class StoreApiKeyAuthentication(authentication.BaseAuthentication):
                 f"Send the key as 'Authorization: {KEYWORD} <key>'."
             )
         try:
-            api_key = StoreApiKey.objects.get_from_key(key.strip())
+            api_key = verify_api_key(key.strip())
         except StoreApiKey.DoesNotExist:
             logger.info("api_key_rejected", prefix=key.strip().partition(".")[0][:8])
             check_unauthenticated_rate(request)

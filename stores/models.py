@@ -32,6 +32,16 @@ def default_channel_caps() -> dict[str, int]:
     return {"email": 3, "sms": 1, "push": 3, "websocket": 10}
 
 
+class AttributionModel(models.TextChoices):
+    """How an order is credited to the interventions that touched the shopper
+    (tracking.attribution, docs/analytics.md)."""
+
+    LAST_TOUCH = "last_touch", "Last touch"
+    FIRST_TOUCH = "first_touch", "First touch"
+    LINEAR = "linear", "Linear"
+    ANY_EXPOSURE = "any_exposure", "Any exposure (experiments)"
+
+
 class Store(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -61,6 +71,15 @@ class Store(models.Model):
         max_length=500,
         blank=True,
         help_text="Where recovery links send the shopper, e.g. https://shop.example/cart?id={cart_id}.",
+    )
+    attribution_model = models.CharField(
+        max_length=16, choices=AttributionModel.choices, default=AttributionModel.LAST_TOUCH
+    )
+    attribution_window_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="An order this long after a send can be credited to it; empty: "
+        "ATTRIBUTION_WINDOW_HOURS (72). A campaign's own window wins for its sends.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -38,6 +38,19 @@ def wall_clock(request: pytest.FixtureRequest):
         yield
 
 
+@pytest.fixture(autouse=True)
+def verify_api_keys_every_time(settings):
+    """In-process tests edit their store between requests with a plain ``save()``, which
+    a real deployment does through the admin or the API (both announce it): keys are
+    verified in PostgreSQL on each request unless a test turns the memory on itself
+    (tests/stores/test_api_keys.py). Servers started by slow tests keep the default."""
+    from stores.api_keys import VERIFIED
+
+    settings.API_KEY_CACHE_SECONDS = 0
+    yield
+    VERIFIED.clear()
+
+
 class StoreSession:
     """A store and an API client authenticated with its key."""
 

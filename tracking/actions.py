@@ -12,11 +12,14 @@ import structlog
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from campaigns.models import Campaign
 from interventions.models import Cart, Intervention, Status
+from outbound import outbox
 from stores.models import Shopper, Store
+from tracking.attribution import Attribution, Touch, attribute
 from tracking.models import Conversion, TrackingEvent
 
 logger = structlog.get_logger(__name__)
@@ -28,6 +31,8 @@ DEDUPLICATED_KINDS = frozenset({"opened", "clicked"})
 # An intervention that reached the shopper, or may have (unconfirmed: the provider may
 # hold it). Only these can earn an order.
 TOUCH_STATUSES = (Status.SENT, Status.UNCONFIRMED, Status.DELIVERED)
+# A shopper's sends in one window are few (frequency caps); this bounds a pathological one.
+MAX_TOUCHES = 100
 
 CENT = Decimal("0.01")
 
@@ -42,6 +47,9 @@ def is_repeat(intervention: Intervention, kind: str, at: datetime) -> bool:
         intervention=intervention,
         kind=kind,
         duplicate=False,
+        # A proxy's prefetch is no human open: the person's own open, seconds later,
+        # must still count.
+        machine=False,
         occurred_at__gte=at - window,
         occurred_at__lte=at + window,
     ).exists()
@@ -54,30 +62,52 @@ def do_record_tracking_event(
     occurred_at: datetime | None = None,
     metadata: dict[str, Any] | None = None,
     revenue: Decimal | None = None,
+    machine: bool = False,
     duplicate: bool | None = None,
 ) -> TrackingEvent:
-    """``duplicate`` when the caller has already looked (``is_repeat`` otherwise)."""
+    """Record one tracking row and its outbox event (``tracking.<kind>``) together.
+
+    ``duplicate`` when the caller has already looked (``is_repeat`` otherwise).
+    ``machine``: the ESP says a privacy proxy loaded the pixel (docs/analytics.md); kept,
+    never counted as a human open."""
     occurred_at = occurred_at or timezone.now()
-    if duplicate is None:
-        duplicate = is_repeat(intervention, kind, occurred_at)
-    event = TrackingEvent.objects.create(
-        store_id=intervention.store_id,
-        intervention=intervention,
-        kind=kind,
-        source=source,
-        occurred_at=occurred_at,
-        metadata=metadata or {},
-        revenue=revenue,
-        duplicate=duplicate,
-    )
+    with transaction.atomic():
+        lock_for_outbox([intervention.pk])
+        if duplicate is None:
+            duplicate = is_repeat(intervention, kind, occurred_at)
+        event = TrackingEvent.objects.create(
+            store_id=intervention.store_id,
+            intervention=intervention,
+            kind=kind,
+            source=source,
+            occurred_at=occurred_at,
+            metadata=metadata or {},
+            revenue=revenue,
+            duplicate=duplicate,
+            machine=machine,
+        )
+        outbox.record([outbox.tracked(event)])
     logger.info(
         "tracking_event_recorded",
         intervention_id=str(intervention.pk),
         kind=kind,
         source=source,
         duplicate=event.duplicate,
+        machine=machine,
     )
     return event
+
+
+def lock_for_outbox(intervention_ids: list[Any]) -> None:
+    """Take the interventions' row locks before writing their outbox rows, as a status
+    change does: one intervention's events then get ids in the order they commit, which
+    is the order receivers get them in (docs/webhooks.md, "Ordering")."""
+    list(
+        Intervention.objects.select_for_update()
+        .filter(pk__in=intervention_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def do_record_tracking_event_once(
@@ -107,7 +137,9 @@ def do_record_tracking_event_once(
             occurred_at__lte=now + dedupe,
         ).aggregate(
             same_report=Count("id", filter=Q(source=source, occurred_at__gte=now - within)),
-            counted=Count("id", filter=Q(duplicate=False, occurred_at__gte=now - dedupe)),
+            counted=Count(
+                "id", filter=Q(duplicate=False, machine=False, occurred_at__gte=now - dedupe)
+            ),
         )
         if seen["same_report"]:
             return None
@@ -125,16 +157,19 @@ def do_record_tracking_events(events: list[tuple[Intervention, str, str, datetim
     """The bulk form, for bursts (WebSocket acks): (intervention, kind, source, occurred_at).
 
     Used for ``delivered``, which a status change guards already; no dedupe here."""
-    TrackingEvent.objects.bulk_create(
-        TrackingEvent(
-            store_id=intervention.store_id,
-            intervention=intervention,
-            kind=kind,
-            source=source,
-            occurred_at=occurred_at,
+    with transaction.atomic():
+        lock_for_outbox([intervention.pk for intervention, *_ in events])
+        rows = TrackingEvent.objects.bulk_create(
+            TrackingEvent(
+                store_id=intervention.store_id,
+                intervention=intervention,
+                kind=kind,
+                source=source,
+                occurred_at=occurred_at,
+            )
+            for intervention, kind, source, occurred_at in events
         )
-        for intervention, kind, source, occurred_at in events
-    )
+        outbox.record(outbox.tracked(row) for row in rows)
 
 
 class ConversionConflict(Exception):
@@ -166,23 +201,48 @@ def fingerprint(given: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def last_touch(store: Store, shopper: Shopper | None, at: datetime) -> Intervention | None:
-    """The shopper's most recent send within the attribution window before ``at``, on any
-    of their carts (a shopper who abandons one cart often orders from a new one)."""
+def store_window_hours(store: Store) -> int:
+    return store.attribution_window_hours or settings.ATTRIBUTION_WINDOW_HOURS
+
+
+def touches(store: Store, shopper: Shopper | None, at: datetime) -> list[Touch]:
+    """The shopper's touches that any window could reach before ``at``, on any of their
+    carts (a shopper who abandons one cart often orders from a new one).
+
+    A touch is a send the shopper could have seen: email, SMS and push once the provider
+    took it (sent, unconfirmed, delivered); a WebSocket message once a storefront acked
+    it (delivered), since a publish to a room with no open tab reaches nobody."""
     if shopper is None:
-        return None
-    window = timedelta(hours=settings.ATTRIBUTION_WINDOW_HOURS)
-    return (
+        return []
+    widest = max(
+        store_window_hours(store),
+        Campaign.objects.filter(store=store).aggregate(w=Max("attribution_window_hours"))["w"] or 0,
+    )
+    rows = (
         Intervention.objects.filter(
             store=store,
             shopper=shopper,
-            status__in=TOUCH_STATUSES,
-            sent_at__gte=at - window,
+            sent_at__gte=at - timedelta(hours=widest),
             sent_at__lte=at,
         )
-        .order_by("-sent_at", "-id")
-        .first()
+        .filter(
+            Q(status__in=TOUCH_STATUSES) & ~Q(channel="websocket")
+            | Q(channel="websocket", status=Status.DELIVERED)
+        )
+        .select_related("campaign")
+        .order_by("-sent_at", "-id")[:MAX_TOUCHES]
     )
+    return [
+        Touch(
+            intervention_id=row.pk,
+            sent_at=row.sent_at,
+            channel=row.channel,
+            window_hours=row.campaign.attribution_window_hours if row.campaign else None,
+            model=row.campaign.attribution_model if row.campaign else "",
+        )
+        for row in rows
+        if row.sent_at is not None
+    ]
 
 
 def discount_given(order: Order, intervention: Intervention | None) -> Decimal:
@@ -212,7 +272,14 @@ def do_record_conversion(
     existing = Conversion.objects.filter(store=store, order_id=order.order_id).first()
     if existing is not None:
         return _repeat(existing, body_hash)
-    touched = last_touch(store, shopper, order.occurred_at)
+    attribution = attribute(
+        touches(store, shopper, order.occurred_at),
+        order.occurred_at,
+        store.attribution_model,
+        store_window_hours(store),
+    )
+    credited = Intervention.objects.in_bulk([c.intervention_id for c in attribution.credits])
+    touched = credited.get(attribution.primary)
     discount = discount_given(order, touched)
     recovered = (
         max(order.value - discount, Decimal(0))
@@ -233,34 +300,66 @@ def do_record_conversion(
                 discount=discount,
                 intervention=touched,
                 recovered_revenue=recovered,
+                attribution_model=attribution.model,
+                credits=credit_rows(attribution, recovered),
                 source=source,
                 fingerprint=body_hash,
                 occurred_at=order.occurred_at,
             )
+            outbox.record([outbox.conversion_recorded(conversion, conversion.credits)])
+            record_credits(conversion, attribution, credited, recovered, store)
     except IntegrityError:
         # A concurrent request recorded the same order first.
         return _repeat(Conversion.objects.get(store=store, order_id=order.order_id), body_hash)
-    if touched is not None:
-        do_record_tracking_event(
-            touched,
-            "converted",
-            source=source,
-            occurred_at=order.occurred_at,
-            revenue=recovered,
-            metadata={
-                "order_id": order.order_id,
-                "currency": order.currency,
-                "attribution": "last_touch",
-                "window_hours": settings.ATTRIBUTION_WINDOW_HOURS,
-            },
-        )
     logger.info(
         "conversion_recorded",
         store_id=str(store.pk),
         order_id=order.order_id,
         intervention_id=str(touched.pk) if touched else None,
+        attribution_model=attribution.model,
+        credited=len(attribution.credits),
     )
     return conversion, True
+
+
+def credit_rows(attribution: Attribution, recovered: Decimal | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "intervention_id": str(credit.intervention_id),
+            "weight": str(credit.weight),
+            "recovered_revenue": (
+                str((recovered * credit.weight).quantize(CENT)) if recovered is not None else None
+            ),
+        }
+        for credit in attribution.credits
+    ]
+
+
+def record_credits(
+    conversion: Conversion,
+    attribution: Attribution,
+    credited: dict[Any, Intervention],
+    recovered: Decimal | None,
+    store: Store,
+) -> None:
+    """One ``converted`` tracking row per credited intervention, with its share of the
+    recovered revenue; the order itself stays one ``Conversion`` row, counted once."""
+    for credit in attribution.credits:
+        do_record_tracking_event(
+            credited[credit.intervention_id],
+            "converted",
+            source=conversion.source,
+            occurred_at=conversion.occurred_at,
+            revenue=(recovered * credit.weight).quantize(CENT) if recovered is not None else None,
+            metadata={
+                "order_id": conversion.order_id,
+                "currency": conversion.currency,
+                "attribution": attribution.model,
+                "weight": str(credit.weight),
+                "primary": credit.intervention_id == attribution.primary,
+                "window_hours": store_window_hours(store),
+            },
+        )
 
 
 def _repeat(existing: Conversion, body_hash: str) -> tuple[Conversion, bool]:

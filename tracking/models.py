@@ -35,6 +35,9 @@ class TrackingEvent(models.Model):
     # A repeated open or click within TRACKING_DEDUPE_SECONDS: kept as reported (the raw
     # row stays), never counted.
     duplicate = models.BooleanField(default=False)
+    # An open the ESP attributes to a privacy proxy (Apple Mail Privacy Protection…):
+    # kept, never counted as a human open (docs/analytics.md).
+    machine = models.BooleanField(default=False)
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -51,9 +54,9 @@ class TrackingEvent(models.Model):
 class Conversion(models.Model):
     """One order, whether or not an intervention earned it: idempotent on (store, order_id).
 
-    ``intervention`` is the last touch that earned it (none when nothing was sent to the
-    shopper within the attribution window); ``recovered_revenue`` is then the order's
-    value net of the discount that intervention gave.
+    ``intervention`` is the primary touch that earned it under the attribution model (none
+    when nothing touched the shopper within the window): the order is counted once, on
+    it; ``recovered_revenue`` is then the order's value net of the discount it gave.
     """
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="conversions")
@@ -77,6 +80,10 @@ class Conversion(models.Model):
         related_name="conversions",
     )
     recovered_revenue = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # The model that shared the order out (tracking.attribution) and the shares:
+    # [{"intervention_id", "weight", "recovered_revenue"}], the primary one first.
+    attribution_model = models.CharField(max_length=16, blank=True)
+    credits = models.JSONField(default=list, blank=True)
     # api | checkout
     source = models.CharField(max_length=32)
     # What the caller sent, hashed: a repeat with another body is a conflict, not a no-op.

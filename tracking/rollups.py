@@ -101,6 +101,7 @@ def _reported(kind: str) -> Exists:
             intervention=OuterRef("pk"),
             kind=kind,
             duplicate=False,
+            machine=False,  # a privacy proxy's open is not the shopper's
         )
     )
 

@@ -37,6 +37,7 @@ def timeline(intervention: Intervention) -> list[dict[str, Any]]:
                     "at": event.occurred_at,
                     "source": event.source,
                     "duplicate": event.duplicate,
+                    "machine": event.machine,
                     "revenue": event.revenue,
                     "metadata": event.metadata,
                 },

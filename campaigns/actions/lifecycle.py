@@ -45,6 +45,7 @@ LIVE_EDITABLE_FIELDS = (
             "budget_channel_costs",
             "auto_promote",
             "bandit_floor_percent",
+            "attribution_model",
         }
     )
     | ALLOCATION_FIELDS

@@ -29,6 +29,7 @@ from interventions.actions.delivery import (
 )
 from interventions.actions.events import (
     EventResult,
+    check_accept_event,
     check_record_conversion,
     do_accept_event,
     do_convert_cart,
@@ -68,6 +69,7 @@ __all__ = [
     "Outcome",
     "PendingFrame",
     "TransientDeliveryError",
+    "check_accept_event",
     "check_record_conversion",
     "check_template",
     "check_trigger_batch",

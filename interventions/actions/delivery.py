@@ -317,16 +317,12 @@ def _publish_then_record(
         )
     finished = timezone.now()
     try:
-        with transaction.atomic():
-            transition(
-                intervention,
-                Status.SENT,
-                f"published via {transport.name}",
-                attempts=intervention.attempts + 1,
-                provider_message_id=message_id[:200],
-                sent_at=finished,
-            )
-            DeliveryAttempt.objects.create(
+        # The status, its history row and the attempt row: one statement.
+        transition(
+            intervention,
+            Status.SENT,
+            f"published via {transport.name}",
+            attempt=DeliveryAttempt(
                 intervention=intervention,
                 channel=intervention.channel,
                 transport=transport.name,
@@ -334,7 +330,11 @@ def _publish_then_record(
                 provider_message_id=message_id[:200],
                 started_at=started_at,
                 finished_at=finished,
-            )
+            ),
+            attempts=intervention.attempts + 1,
+            provider_message_id=message_id[:200],
+            sent_at=finished,
+        )
     except IllegalTransition:
         return "skipped"  # cancelled, or another publisher recorded it first
     metrics.DELIVERY_ATTEMPTS.labels(channel=intervention.channel, outcome="succeeded").inc()

@@ -1,6 +1,7 @@
 """Cart events from the pipeline: fold them into the cart, decide, or convert."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -8,7 +9,7 @@ from typing import Any
 
 import structlog
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns.audiences import facts_for, matches
@@ -18,6 +19,7 @@ from campaigns.models import Campaign, CampaignKind, CampaignStatus, record_expo
 from interventions import decisions, metrics
 from interventions.actions.deciding import Outcome, create_decided
 from interventions.actions.facts import campaign_rule, cart_facts, shopper_facts
+from interventions.actions.idempotency import check_same_request, request_fingerprint
 from interventions.models import (
     UNSENT_STATUSES,
     Cart,
@@ -97,8 +99,47 @@ class EventResult:
     reasons: list[str]
 
 
+def check_accept_event(
+    store: Store,
+    event: dict[str, Any],
+    idempotency_key: str,
+    answer: Callable[[EventResult], dict[str, Any]],
+) -> tuple[dict[str, Any], bool]:
+    """POST /api/v1/events with an optional Idempotency-Key: (the answer, created).
+
+    ``answer`` renders the response body; with a key it is stored on the event in the
+    same transaction, so a retry (the pipeline that sends events retries) gets exactly
+    the first answer and creates nothing; the same key with another body is a conflict.
+    """
+    if not idempotency_key:
+        return answer(do_accept_event(store, event)), True
+    fingerprint = request_fingerprint(event)
+    earlier = CartEvent.objects.filter(store=store, idempotency_key=idempotency_key).first()
+    if earlier is not None:
+        return _replayed(earlier, fingerprint), False
+    try:
+        with transaction.atomic():
+            result = do_accept_event(store, event, idempotency_key, fingerprint)
+            body = answer(result)
+            CartEvent.objects.filter(pk=result.event.pk).update(answer=body)
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer with its result.
+        earlier = CartEvent.objects.filter(store=store, idempotency_key=idempotency_key).first()
+        if earlier is None:
+            raise
+        return _replayed(earlier, fingerprint), False
+    return body, True
+
+
+def _replayed(earlier: CartEvent, fingerprint: str) -> dict[str, Any]:
+    check_same_request(earlier.request_fingerprint, fingerprint)
+    return earlier.answer or {}
+
+
 @transaction.atomic
-def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
+def do_accept_event(
+    store: Store, event: dict[str, Any], idempotency_key: str = "", fingerprint: str = ""
+) -> EventResult:
     """Store a validated event (the body of POST /api/v1/events) and act on it."""
     # Locked: serialises decisions for one shopper, so two simultaneous events cannot
     # both slip under the frequency cap.
@@ -115,6 +156,8 @@ def do_accept_event(store: Store, event: dict[str, Any]) -> EventResult:
             {k: v for k, v in event.items() if k not in ("type", "cart_id", "user_id")}
         ),
         occurred_at=occurred_at,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
     )
     metrics.EVENTS_ACCEPTED.labels(type=event["type"]).inc()
     result = EventResult(cart_event, [], [])

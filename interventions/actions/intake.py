@@ -8,8 +8,6 @@ bulk insert hits a constraint (an Idempotency-Key raced by a concurrent request)
 batch is redone one item at a time, which resolves each key on its own.
 """
 
-import hashlib
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -18,10 +16,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from interventions import decisions, metrics
+from interventions import decisions
 from interventions.actions.deciding import Outcome, announce, build_decided, create_decided
 from interventions.actions.events import fold_cart, json_safe, register_push_tokens
 from interventions.actions.facts import facts_from
+from interventions.actions.idempotency import check_same_request, request_fingerprint
 from interventions.errors import InterventionConflict
 from interventions.models import Cart, Intervention, InterventionEvent, record_created
 from notifications.recipients import reachability
@@ -31,10 +30,6 @@ from stores.models import Shopper, Store
 from templates.rendering import RenderError, published_template
 
 logger = structlog.get_logger(__name__)
-
-
-def request_fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def check_template(store: Store, template_key: str, field: str = "template") -> None:
@@ -75,11 +70,7 @@ def check_trigger_intervention(
 
 
 def idempotent_replay(existing: Intervention, fingerprint: str) -> Intervention:
-    if existing.request_fingerprint and existing.request_fingerprint != fingerprint:
-        raise InterventionConflict(
-            "This Idempotency-Key was already used with a different request body."
-        )
-    metrics.IDEMPOTENT_REPLAYS.inc()
+    check_same_request(existing.request_fingerprint, fingerprint)
     return existing
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -29,6 +30,7 @@ from interventions.models import (
     transition_many,
 )
 from notifications.models import Device, Suppression, WebhookReceipt
+from outbound.models import OutboxEvent
 from realtime.replay import erase_frames
 from stores.models import ErasureRecord, Shopper
 from tracking.models import TrackingEvent
@@ -210,6 +212,25 @@ def do_erase_shopper(shopper: Shopper, erased_by: str) -> ErasureRecord:
         metadata={}
     )
     counts["devices"], _ = devices.delete()
+
+    def erase_outbox_event(event: OutboxEvent) -> bool:
+        # Not yet delivered or not yet pruned: what goes out from now on is scrubbed too.
+        data = scrubber.json(event.data)
+        if "metadata" in data:
+            data["metadata"] = {}
+        if data.get("user_id") == user_id:
+            data["user_id"] = placeholder
+        changed = data != event.data
+        event.data = data
+        return changed
+
+    counts["outbox_events_scrubbed"] = _rewrite(
+        OutboxEvent.objects.filter(store_id=store_id)
+        .filter(Q(intervention_id__in=list(intervention_ids)) | Q(data__user_id=user_id))
+        .iterator(BULK_SIZE),
+        ["data"],
+        erase_outbox_event,
+    )
 
     for field in ("email", "phone", "first_name", "locale", "country", "timezone", "segment"):
         setattr(shopper, field, "")

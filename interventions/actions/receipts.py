@@ -27,9 +27,11 @@ def do_record_provider_event(
     failure_reason: str = "",
     suppress_reason: str = "",
     intervention_id: str = "",
+    machine: bool = False,
 ) -> Intervention | None:
     """A provider's delivery report becomes a tracking event and, for delivered or
-    failed, a state change. Unknown ids return None (the webhook still answers 200)."""
+    failed, a state change. Unknown ids return None (the webhook still answers 200).
+    ``machine``: the provider says a privacy proxy, not a person, opened it."""
     intervention = find_intervention(channel, provider_message_id, intervention_id)
     metrics.PROVIDER_EVENTS.labels(channel, kind, "yes" if intervention else "no").inc()
     if intervention is None:
@@ -42,7 +44,12 @@ def do_record_provider_event(
         do_mark_delivered(intervention, source=source, at=occurred_at)
     else:
         do_record_tracking_event(
-            intervention, kind, source, occurred_at=occurred_at, metadata=metadata or {}
+            intervention,
+            kind,
+            source,
+            occurred_at=occurred_at,
+            metadata=metadata or {},
+            machine=machine,
         )
     if failure_reason:
         do_fail_after_send(intervention, reason=failure_reason, source=source)

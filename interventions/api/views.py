@@ -44,6 +44,27 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
+# Built once and shared by every request and thread: constructing a serializer
+# deep-copies its declared fields, and a ModelSerializer then builds each field from the
+# model (~0.5 ms of the trigger's CPU, issue 12). Validating and representing keep no
+# state on the instance, so one instance serves concurrent requests.
+TRIGGER = TriggerSerializer()
+EVENT = EventSerializer()
+INTERVENTION = InterventionSerializer()
+EVENT_RESULT = EventResultSerializer()
+
+
+def represent(intervention: Intervention) -> dict[str, Any]:
+    return INTERVENTION.to_representation(intervention)
+
+
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 200:
+        raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+    return key
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -66,17 +87,24 @@ def batch_summary(intervention: Intervention) -> dict[str, Any]:
 class EventView(APIView):
     @extend_schema(
         request=EventSerializer,
-        responses={202: EventResultSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={202: EventResultSerializer, 200: EventResultSerializer},
         summary="Report a cart event or a prediction",
         description="Accepted events are stored. `checkout_completed` cancels the cart's "
         "unsent interventions and attributes the conversion; `cart_abandoned` and "
-        "`prediction` may start an intervention through the store's campaigns.",
+        "`prediction` may start an intervention through the store's campaigns. 202 when "
+        "accepted, 200 with the first answer when an Idempotency-Key repeat; the same key "
+        "with another body is a 409.",
     )
     def post(self, request: Request) -> Response:
-        serializer = EventSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        result = actions.do_accept_event(store_of(request), serializer.validated_data)
-        return Response(EventResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+        event = EVENT.run_validation(request.data)
+        try:
+            answer, created = actions.check_accept_event(
+                store_of(request), event, idempotency_key(request), EVENT_RESULT.to_representation
+            )
+        except actions.InterventionConflict as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
 class CheckedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
@@ -144,19 +172,14 @@ class InterventionViewSet(
         "an unknown or unpublished `template` is a 400 and nothing is stored.",
     )
     def create(self, request: Request) -> Response:
-        serializer = TriggerSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > 200:
-            raise exceptions.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+        trigger = TRIGGER.run_validation(request.data)
+        key = idempotency_key(request)
         try:
-            intervention, created = actions.check_trigger_intervention(
-                self.store, serializer.validated_data, key
-            )
+            intervention, created = actions.check_trigger_intervention(self.store, trigger, key)
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(
-            InterventionSerializer(intervention).data,
+            represent(intervention),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -183,7 +206,7 @@ class InterventionViewSet(
             updated = actions.do_update_unsent(intervention, serializer.validated_data)
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
-        return Response(InterventionSerializer(updated).data)
+        return Response(represent(updated))
 
     @extend_schema(
         responses={204: None, 409: OpenApiTypes.OBJECT}, summary="Cancel (409 once sent)"
@@ -205,7 +228,7 @@ class InterventionViewSet(
             actions.do_retry_failed(intervention, "retry requested through the API")
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
-        return Response(InterventionSerializer(intervention).data)
+        return Response(represent(intervention))
 
     @extend_schema(
         request=BatchSerializer,

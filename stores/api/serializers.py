@@ -30,10 +30,15 @@ class StoreSerializer(StrictModelSerializer):
             "fallback_chain",
             "max_websocket_connections",
             "cart_url_template",
+            "attribution_model",
+            "attribution_window_hours",
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]
-        extra_kwargs = {"probability_threshold": {"min_value": 0.0, "max_value": 1.0}}
+        extra_kwargs = {
+            "probability_threshold": {"min_value": 0.0, "max_value": 1.0},
+            "attribution_window_hours": {"min_value": 1, "max_value": 24 * 90},
+        }
 
     def validate_cart_url_template(self, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):

@@ -12,6 +12,7 @@ from notifications.actions import do_set_opted_out_channels
 from stores import audit
 from stores.api.scoping import StoreScopedMixin
 from stores.api.serializers import ShopperSerializer, StoreSerializer
+from stores.api_keys import announce_access_changed
 from stores.auth import actor_of, store_of
 from stores.models import Shopper, Store
 
@@ -37,6 +38,8 @@ class StoreViewSet(
         before = audit.snapshot(Store.objects.select_for_update().get(pk=serializer.instance.pk))
         store = serializer.save()
         audit.do_record_changed(store, actor_of(self.request), before)
+        # The processes remember each key's store for a few seconds (stores/api_keys.py).
+        announce_access_changed()
 
 
 class ShopperViewSet(StoreScopedMixin, viewsets.ModelViewSet):

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from interventions.models import Intervention, Status
+from interventions.models import CartEvent, Intervention, Status
 from tests.support.http_provider import REJECTED
 from tracking.models import TrackingEvent
 
@@ -155,6 +155,55 @@ def test_idempotency_keys_are_per_store(shop, other_shop):
             "/api/v1/interventions", {"user_id": "a"}, format="json", HTTP_IDEMPOTENCY_KEY="same"
         )
         assert response.status_code == 201
+
+
+def test_a_retried_event_with_the_same_key_is_accepted_once_with_the_first_answer(shop, provider):
+    # Given a running campaign and an abandoned-cart event sent with an Idempotency-Key
+    campaign(shop)
+    payload = {"type": "cart_abandoned", "cart_id": "c-1", "user_id": "sam", "user": SAM,
+               "cart": CART}  # fmt: skip
+    first = shop.client.post("/api/v1/events", payload, format="json", HTTP_IDEMPOTENCY_KEY="e-1")
+
+    # When the pipeline retries it with the same key
+    second = shop.client.post("/api/v1/events", payload, format="json", HTTP_IDEMPOTENCY_KEY="e-1")
+
+    # Then it gets the first answer, and nothing is stored or sent twice
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json() == first.json()
+    assert len(first.json()["interventions"]) == 1
+    assert CartEvent.objects.filter(store=shop.store).count() == 1
+    assert Intervention.objects.count() == 1
+    assert len(provider.received) == 1
+
+
+def test_an_event_key_reused_with_another_body_is_409_and_stores_nothing(shop):
+    post = shop.client.post
+    post("/api/v1/events", {"type": "cart_updated", "cart_id": "c-1", "user_id": "sam"},
+         format="json", HTTP_IDEMPOTENCY_KEY="e-2")  # fmt: skip
+
+    response = post(
+        "/api/v1/events",
+        {"type": "cart_updated", "cart_id": "c-2", "user_id": "sam"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="e-2",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    assert CartEvent.objects.filter(store=shop.store).count() == 1
+
+
+def test_event_keys_are_per_store_and_events_without_a_key_are_all_kept(shop, other_shop):
+    body = {"type": "cart_updated", "cart_id": "c-1", "user_id": "sam"}
+    for session in (shop, other_shop):
+        response = session.client.post(
+            "/api/v1/events", body, format="json", HTTP_IDEMPOTENCY_KEY="same"
+        )
+        assert response.status_code == 202
+    shop.client.post("/api/v1/events", body, format="json")
+    shop.client.post("/api/v1/events", body, format="json")
+
+    assert CartEvent.objects.filter(store=shop.store).count() == 3
 
 
 def test_quiet_hours_schedule_an_explicit_sms_for_the_morning(shop):

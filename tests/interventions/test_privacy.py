@@ -13,6 +13,7 @@ from interventions.models import Intervention, Status
 from notifications.actions import do_suppress_address
 from notifications.models import Device, Suppression
 from notifications.transports.base import get_transport
+from outbound.models import OutboxEvent
 from realtime.redis_clients import sync_redis
 from realtime.replay import store_room, stream_key, user_room
 from stores.models import ErasureRecord, Shopper
@@ -41,6 +42,7 @@ TOUCHED_TABLES = (
     "interventions_deliveryattempt",
     "tracking_trackingevent",
     "notifications_device",
+    "outbound_outboxevent",
 )
 
 
@@ -128,6 +130,7 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_counts(shop, provider):
     shopper = shopper_with_history(shop, provider)
     for value in (EMAIL, PHONE, NAME, TOKEN):
         assert rows_mentioning(value), value
+    assert OutboxEvent.objects.filter(type="conversion.recorded", data__user_id="sam").exists()
     before = status_counts(shop.store)
     assert ("websocket", Status.SENT) in before
     assert ("email", Status.SCHEDULED) in before
@@ -137,6 +140,10 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_counts(shop, provider):
     assert response.status_code == 204
     for value in (EMAIL, PHONE, NAME, TOKEN):
         assert rows_mentioning(value) == {}, value
+    # The order still goes out to subscribers, without the store's id of the shopper.
+    [order_event] = OutboxEvent.objects.filter(type="conversion.recorded")
+    assert order_event.data["user_id"] != "sam"
+    assert order_event.data["value"] == "120.00"
     # Same interventions, channels and campaign; only the scheduled one is now cancelled.
     after = status_counts(shop.store)
     assert len(after) == len(before)
@@ -256,6 +263,10 @@ def test_deleting_a_shopper_in_the_admin_erases_them_as_the_api_does(
     assert response.status_code == 302
     for value in (EMAIL, PHONE, NAME, TOKEN):
         assert rows_mentioning(value) == {}, value
+    # The order still goes out to subscribers, without the store's id of the shopper.
+    [order_event] = OutboxEvent.objects.filter(type="conversion.recorded")
+    assert order_event.data["user_id"] != "sam"
+    assert order_event.data["value"] == "120.00"
     assert len(status_counts(shop.store)) == len(before)  # not cascaded away
     [record] = ErasureRecord.objects.filter(store=shop.store)
     assert record.erased_by == "admin: root"

@@ -17,6 +17,8 @@ from campaigns.models import Campaign
 from interventions.models import Cart, CartEvent, Intervention, Status
 from notifications.actions import do_suppress_address
 from notifications.models import Device, Suppression
+from outbound.actions import do_dispatch_outbox
+from outbound.models import WebhookDelivery, WebhookEndpoint
 from stores.actions import do_grant_store_membership
 from stores.admin_scoping import StoreScopedAdmin, StoreScoping, store_path_to
 from stores.models import AuditEntry, Shopper, Store, StoreApiKey, StoreMembership, StoreRole
@@ -82,6 +84,12 @@ def furnish(session) -> dict[type[models.Model], models.Model]:
     )
     assert trigger.status_code == 201, trigger.content
     do_suppress_address(store.pk, "email", f"bounced@{store.pk}.test", "hard_bounce")
+    # Nothing listens there: the delivery stays pending, which is all the admin needs.
+    hook = client.post(
+        "/api/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hooks"}, format="json"
+    )
+    assert hook.status_code == 201, hook.content
+    do_dispatch_outbox()
     return {
         Store: store,
         StoreApiKey: StoreApiKey.objects.get(store=store),
@@ -94,6 +102,8 @@ def furnish(session) -> dict[type[models.Model], models.Model]:
         Intervention: Intervention.objects.get(store=store),
         Device: Device.objects.get(store=store),
         Suppression: Suppression.objects.get(store=store),
+        WebhookEndpoint: WebhookEndpoint.objects.get(store=store),
+        WebhookDelivery: WebhookDelivery.objects.filter(endpoint__store=store).first(),
         AuditEntry: AuditEntry.objects.filter(store=store).first(),
     }
 

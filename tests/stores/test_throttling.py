@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from rest_framework.test import APIClient
 
+from realtime.redis_clients import sync_redis
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -84,19 +85,36 @@ def test_requests_without_a_key_count_per_address(stranger, shop, settings, froz
     assert with_a_key.status_code == 200
 
 
-def test_the_api_keeps_answering_when_redis_is_down(shop, stranger, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
-        }
-    }
+@pytest.fixture
+def redis_down(settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    sync_redis.cache_clear()
+    yield
+    sync_redis.cache_clear()
 
+
+def test_the_api_keeps_answering_when_redis_is_down(shop, stranger, redis_down):
     with_a_key = shop.client.get("/api/v1/shoppers")
     without = stranger.get("/api/v1/shoppers")
 
     assert with_a_key.status_code == 200
     assert without.status_code == 401
+
+
+def test_requests_from_other_processes_count_against_the_limit(shop, settings, frozen_clock):
+    """Given another web process already counted 2 of a key's 3 requests this minute,
+    when this process serves its first request, the shared count lets it through, and the
+    next one is refused: the in-memory counts do not hide the other processes' traffic."""
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "api_key": "3/min"}
+    prefix = shop.api_key.partition(".")[0]
+    window = int(HALF_PAST.timestamp() // 60)
+    sync_redis().set(f"ie:throttle:api_key:{prefix}:{window}", 2, ex=90)
+
+    first = shop.client.get("/api/v1/shoppers")
+    second = shop.client.get("/api/v1/shoppers")
+
+    assert first.status_code == 200
+    assert second.status_code == 429
 
 
 def test_a_redis_that_stops_answering_delays_a_request_by_the_timeout_only(

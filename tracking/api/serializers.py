@@ -34,6 +34,9 @@ class TimelineEntrySerializer(serializers.Serializer):
     # DRF takes declared fields off the class; only mypy sees Field.source here.
     source = serializers.CharField(required=False)  # type: ignore[assignment]
     duplicate = serializers.BooleanField(required=False)
+    machine = serializers.BooleanField(
+        required=False, help_text="An open the ESP says a privacy proxy made: not counted."
+    )
     revenue = serializers.DecimalField(
         max_digits=12, decimal_places=2, required=False, allow_null=True
     )
@@ -51,7 +54,7 @@ class TrackingEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrackingEvent
-        fields = ["event", "source", "occurred_at", "duplicate", "revenue", "metadata"]
+        fields = ["event", "source", "occurred_at", "duplicate", "machine", "revenue", "metadata"]
         read_only_fields = fields
 
 
@@ -76,7 +79,15 @@ class ConversionInputSerializer(StrictSerializer):
 
 class ConversionSerializer(serializers.ModelSerializer):
     cart_id = serializers.CharField(source="cart_external_id")
-    attributed_to = serializers.UUIDField(source="intervention_id", allow_null=True)
+    attributed_to = serializers.UUIDField(
+        source="intervention_id",
+        allow_null=True,
+        help_text="The intervention the order is counted on (once per order).",
+    )
+    credits = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Each credited intervention: intervention_id, weight, recovered_revenue.",
+    )
 
     class Meta:
         model = Conversion
@@ -89,6 +100,8 @@ class ConversionSerializer(serializers.ModelSerializer):
             "discount",
             "recovered_revenue",
             "attributed_to",
+            "attribution_model",
+            "credits",
             "source",
             "occurred_at",
             "recorded_at",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0003_results_snapshots_promotion_bandit'),
+        ('campaigns', '0004_campaign_attribution_model'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 

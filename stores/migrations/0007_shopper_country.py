@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stores', '0005_audit_log'),
+        ('stores', '0006_store_attribution_model_and_window'),
     ]
 
     operations = [

@@ -1,0 +1,345 @@
+"""Issue 12's side-by-side run: the engine against a bare Channels app, same client,
+same machine, alternating runs at each rate.
+
+    .venv/bin/python bench/ws_side_by_side.py --rates 20,50,100 --duration 15 --users 1000
+
+Two daphne processes stay up for the whole run: the engine (`config.asgi`, its
+recommended layout for WebSocket triggers: one daphne; the inline send needs no Celery
+worker) and `bench/bare_app.py` (POST → one INSERT → group_send → frame). --users
+shoppers are connected to their user rooms on EACH of them. At each rate the bare app
+and the engine take turns (bare first at odd rates, engine first at even ones), each run
+firing `POST` triggers open loop (one every 1/rate s from a separate process, whatever
+the server's pace). The engine's trigger is `POST /api/v1/interventions` with
+`channel: websocket` and its API key; its clients ack every frame, as the storefront does.
+
+Per run: delivered % (frames received / triggers sent), trigger → frame p50/p95/p99,
+web-process CPU per trigger (from /proc/<pid>/stat), and whole-machine CPU per trigger
+(busy jiffies from /proc/stat over the run, minus the machine's busy rate measured for
+3 s just before it, so the other tenants' steady load and the servers' idle cost drop
+out; on a shared machine that subtraction is noise-dominated and can go negative), and
+"path" CPU per trigger: the web process, its PostgreSQL backends, the Redis server and
+the client's own processes, read from /proc per pid: every cost the trigger moves
+elsewhere, without the other tenants (Redis is shared with them, a small error).
+Bounded by (duration + ~15 s) per run.
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+import websockets
+from ws_server import (
+    DB,
+    REDIS_URL,
+    ROOT,
+    Server,
+    issue_tokens,
+    percentile,
+    prepare_store,
+    raise_open_files,
+)
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def backing_pids() -> list[int]:
+    """PostgreSQL backends serving the bench database, and the Redis server."""
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        pids = [
+            row[0]
+            for row in c.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB]
+            ).fetchall()
+        ]
+    pids.append(int(redis.Redis.from_url(REDIS_URL).info("server")["process_id"]))
+    return pids
+
+
+def path_cpu_seconds(web_pid: int, pids: list[int]) -> float:
+    return process_cpu_seconds(web_pid) + sum(process_cpu_seconds(p) for p in pids)
+
+
+def fire(url: str, headers: dict[str, str], users: list[str], rate: float, duration: float,
+         start_at: float, results) -> None:  # fmt: skip
+    """Open loop: a POST every 1/rate s from t0, whatever the answers' pace."""
+
+    async def run() -> None:
+        sent: dict[str, tuple[float, float, int]] = {}
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+        async with httpx.AsyncClient(limits=limits, timeout=15) as client:
+
+            async def post() -> None:
+                bench_id = uuid.uuid4().hex
+                body = {
+                    "user_id": random.choice(users),
+                    "channel": "websocket",
+                    "personalization": {"title": "Bench", "body": "Latency", "bench_id": bench_id},
+                }
+                t_send = time.time()
+                try:
+                    response = await client.post(url, json=body, headers=headers)
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                sent[bench_id] = (t_send, time.time(), status)
+
+            tasks = []
+            while time.time() < start_at:
+                await asyncio.sleep(0.001)
+            t0 = time.monotonic()
+            for index in range(int(rate * duration)):
+                delay = t0 + index / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(post()))
+            await asyncio.gather(*tasks)
+        results.put((sent, time.process_time()))
+
+    asyncio.run(run())
+
+
+class Target:
+    def __init__(self, name: str, server: Server, trigger_path: str, headers: dict[str, str]):
+        self.name = name
+        self.server = server
+        self.url = f"{server.url}{trigger_path}"
+        self.headers = headers
+        self.received: dict[str, float] = {}
+        self.sockets: list = []
+        self.readers: list = []
+
+    async def connect(self, users: list[str], tokens: list[str], ack: bool) -> None:
+        gate = asyncio.Semaphore(50)
+
+        async def one(user: str, token: str) -> None:
+            async with gate:
+                query = f"?token={token}" if token else ""
+                socket = await websockets.connect(
+                    f"{self.server.ws}/ws/user/{user}/{query}", ping_interval=None, max_queue=None
+                )
+                await socket.recv()  # config
+                self.sockets.append(socket)
+                self.readers.append(asyncio.create_task(self.read(socket, ack)))
+
+        await asyncio.gather(*(one(u, t) for u, t in zip(users, tokens, strict=True)))
+
+    async def read(self, socket, ack: bool) -> None:
+        try:
+            async for text in socket:
+                frame = json.loads(text)
+                if frame["type"] != "intervention":
+                    continue
+                self.received[frame["payload"]["content"]["bench_id"]] = time.time()
+                if ack:
+                    await socket.send(
+                        json.dumps({"type": "ack", "payload": {"messageId": frame["messageId"]}})
+                    )
+        except websockets.ConnectionClosed:
+            pass
+
+    async def close(self) -> None:
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*(s.close() for s in self.sockets), return_exceptions=True)
+
+
+async def one_run(target: Target, users: list[str], rate: float, duration: float) -> dict:
+    target.received.clear()
+    await asyncio.sleep(1)
+    baseline_start, machine_start = time.monotonic(), machine_busy_seconds()
+    await asyncio.sleep(3)
+    background_rate = (machine_busy_seconds() - machine_start) / (time.monotonic() - baseline_start)
+
+    pids = backing_pids()
+    web_before, machine_before, t_before = (
+        target.server.cpu_seconds(),
+        machine_busy_seconds(),
+        time.monotonic(),
+    )
+    path_before, client_before = (
+        path_cpu_seconds(target.server.pids()[0], pids),
+        time.process_time(),
+    )
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    generator = multiprocessing.Process(
+        target=fire,
+        args=(target.url, target.headers, users, rate, duration, time.time() + 0.5, results),
+    )
+    generator.start()
+    sent, generator_cpu = await asyncio.wait_for(asyncio.to_thread(results.get), duration + 60)
+    generator.join(10)
+    accepted = {k: v for k, v in sent.items() if v[2] in (200, 201, 202)}
+    # Stragglers: wait while frames still arrive (a saturated server drains its queue),
+    # up to 30 s; a frame not in by then counts as not delivered.
+    deadline, last_count, quiet_since = time.monotonic() + 30, -1, time.monotonic()
+    while time.monotonic() < deadline and not all(k in target.received for k in accepted):
+        if len(target.received) != last_count:
+            last_count, quiet_since = len(target.received), time.monotonic()
+        elif time.monotonic() - quiet_since > 3:
+            break
+        await asyncio.sleep(0.1)
+    elapsed = time.monotonic() - t_before
+    web_cpu = target.server.cpu_seconds() - web_before
+    machine_cpu = machine_busy_seconds() - machine_before - background_rate * elapsed
+    # Web process + its PostgreSQL backends + Redis + the client's own processes: every
+    # CPU second the path costs, without the other tenants' noise (Redis is shared, though).
+    path_cpu = (
+        path_cpu_seconds(target.server.pids()[0], pids)
+        - path_before
+        + time.process_time()
+        - client_before
+        + generator_cpu
+    )
+
+    latencies = [
+        1000 * (target.received[k] - v[0]) for k, v in accepted.items() if k in target.received
+    ]
+    statuses: dict[str, int] = {}
+    for v in sent.values():
+        statuses[str(v[2])] = statuses.get(str(v[2]), 0) + 1
+    return {
+        "target": target.name,
+        "rate": rate,
+        "posts": len(sent),
+        "statuses": statuses,
+        "delivered_percent": round(100 * len(latencies) / max(len(sent), 1), 1),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        # Per accepted trigger: a 503 (shed) or 500 costs little and delivers nothing.
+        "web_cpu_ms_per_trigger": round(1000 * web_cpu / max(len(accepted), 1), 2),
+        "path_cpu_ms_per_trigger": round(1000 * path_cpu / max(len(accepted), 1), 2),
+        "machine_cpu_ms_per_trigger": round(1000 * machine_cpu / max(len(accepted), 1), 2),
+        "machine_background_cores": round(background_rate, 2),
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    raise_open_files()
+    store = prepare_store()
+    users = [f"user-{i}" for i in range(args.users)]
+    tokens = issue_tokens(store["store_id"], users)
+    engine_env = dict(pair.split("=", 1) for pair in args.engine_env)
+    engine_server = Server(18181, **engine_env).start()
+    bare_server = Server(18191, app="bare_app:application", cwd=ROOT / "bench", BARE_DB=DB).start()
+    engine = Target(
+        "engine",
+        engine_server,
+        "/api/v1/interventions",
+        {"Authorization": f"Api-Key {store['api_key']}"},
+    )
+    bare = Target("bare", bare_server, "/trigger", {})
+    targets = [bare, engine]
+    if args.baseline_root:
+        # The engine at another commit (a `git archive` of it), same database and Redis:
+        # before and after measured in one run, under the same neighbours' load.
+        # Its own Redis database: the rooms are the same names, and frames published by
+        # one engine would otherwise reach (and be acked through) the other's sockets.
+        baseline_env = {**engine_env, "REDIS_URL": args.baseline_redis_url}
+        baseline_server = Server(18182, cwd=Path(args.baseline_root), **baseline_env).start()
+        targets.append(
+            Target(
+                "engine-baseline",
+                baseline_server,
+                "/api/v1/interventions",
+                {"Authorization": f"Api-Key {store['api_key']}"},
+            )
+        )
+    rows = []
+    try:
+        await engine.connect(users, tokens, ack=True)
+        await bare.connect(users, [""] * len(users), ack=True)
+        if args.baseline_root:
+            await targets[2].connect(users, tokens, ack=True)
+        for index, rate in enumerate(args.rates):
+            order = targets if index % 2 == 0 else targets[::-1]
+            pair = {}
+            for target in order:
+                row = await one_run(target, users, rate, args.duration)
+                print(json.dumps(row), flush=True)
+                pair[target.name] = row
+                rows.append(row)
+            for name in [t.name for t in targets if t is not bare]:
+                print(
+                    json.dumps(
+                        {
+                            "rate": rate,
+                            "engine": name,
+                            **{
+                                f"{measure}_ratio_over_bare": round(
+                                    pair[name][f"{measure}_ms_per_trigger"]
+                                    / max(pair["bare"][f"{measure}_ms_per_trigger"], 0.01),
+                                    2,
+                                )
+                                for measure in ("web_cpu", "path_cpu", "machine_cpu")
+                            },
+                        }
+                    ),
+                    flush=True,
+                )
+        print(markdown(rows))
+    finally:
+        for target in targets:
+            await target.close()
+            target.server.stop()
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| rate | app | delivered | p50 / p95 / p99 ms | web CPU ms/trigger "
+        "| path CPU ms/trigger | machine CPU ms/trigger (net) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['rate']:g}/s | {r['target']} | {r['delivered_percent']} % | "
+            f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']} | {r['web_cpu_ms_per_trigger']} | "
+            f"{r['path_cpu_ms_per_trigger']} | {r['machine_cpu_ms_per_trigger']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--rates", type=lambda s: [float(v) for v in s.split(",")], default=[20.0, 50.0, 100.0]
+    )
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument(
+        "--baseline-root",
+        default="",
+        help="a checkout of the engine at another commit, run as a third target",
+    )
+    parser.add_argument("--baseline-redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument(
+        "--engine-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the engine's process, e.g. API_KEY_CACHE_SECONDS=0 (a lever off)",
+    )
+    asyncio.run(main(parser.parse_args()))
