@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 from campaigns import actions
 from campaigns.actions.rules import MAX_VARIANTS
 from campaigns.admin_panels import NONE_SHOWN, results_panel, table, variant_previews
+from campaigns.admin_targeting import TargetingFormMixin, audience_panel, budget_panel, runs_panel
 from campaigns.models import (
     DEFAULT_ATTRIBUTION_WINDOW_HOURS,
     DEFAULT_BANDIT_FLOOR_PERCENT,
@@ -184,7 +185,7 @@ def parse_number(text: str, label: str, kind: type) -> Any:
         raise ValidationError(f"The {label} must be a number, not {text!r}.") from exc
 
 
-class CampaignAdminForm(forms.ModelForm):
+class CampaignAdminForm(TargetingFormMixin, forms.ModelForm):
     variants = VariantsField(required=False, label="Variants")
     template_key = forms.ChoiceField(required=False, label="Template")
 
@@ -196,6 +197,13 @@ class CampaignAdminForm(forms.ModelForm):
             "priority",
             "starts_at",
             "ends_at",
+            "kind",
+            "schedule_cron",
+            "schedule_at",
+            "audience",
+            "budget_sends_per_day",
+            "budget_sends_total",
+            "budget_discount",
             "trigger",
             "delay_minutes",
             "channel",
@@ -246,6 +254,7 @@ class CampaignAdminForm(forms.ModelForm):
                     cleaned[name] = getattr(self.instance, name)
                 else:
                     cleaned[name] = default()
+        self.clean_targeting(cleaned)
         store = cleaned.get("store") or (self.instance.store if self.instance.pk else None)
         if store is None:
             return cleaned
@@ -268,7 +277,10 @@ class CampaignAdminForm(forms.ModelForm):
 
     def campaign_values(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         """What the form would change, for the actions (the store never changes)."""
-        return {name: cleaned[name] for name in self.fields if name in cleaned and name != "store"}
+        # Model fields only: the cost caps are composed into budget_channel_costs.
+        names = {f.name for f in Campaign._meta.concrete_fields} - {"store"}
+        return {name: cleaned[name] for name in [*self.fields, "budget_channel_costs"]
+                if name in cleaned and name in names}  # fmt: skip
 
 
 def lifecycle_action(command: str, description: str) -> Any:
@@ -339,10 +351,37 @@ class CampaignAdmin(StoreScopedAdmin):
         "previews_panel",
         "results_panel",
         "changes_panel",
+        "audience_preview",
+        "budget_usage",
+        "runs",
     ]
     fieldsets = [
-        (None, {"fields": ["store", "name", "status", "priority"]}),
-        ("Schedule", {"fields": ["starts_at", "ends_at", "launched_at", "completed_at"]}),
+        (None, {"fields": ["store", "name", "kind", "status", "priority"]}),
+        (
+            "Schedule",
+            {
+                "fields": ["starts_at", "ends_at", "launched_at", "completed_at"],
+            },
+        ),
+        (
+            "Scheduled send (kind: scheduled; times in the store's timezone)",
+            {"fields": ["schedule_cron", "schedule_at", "runs"]},
+        ),
+        ("Audience", {"fields": ["audience", "audience_preview"]}),
+        (
+            "Budget (empty means unlimited)",
+            {
+                "fields": [
+                    "budget_sends_per_day",
+                    "budget_sends_total",
+                    "budget_discount",
+                    "cost_cap_email",
+                    "cost_cap_sms",
+                    "cost_cap_push",
+                    "budget_usage",
+                ]
+            },
+        ),
         (
             "When and how",
             {"fields": ["trigger", "delay_minutes", "channel", "template_key", "discount_percent"]},
@@ -403,10 +442,23 @@ class CampaignAdmin(StoreScopedAdmin):
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         actor = request.user.get_username()
         if not change:
+            obj.budget_channel_costs = form.cleaned_data.get("budget_channel_costs") or {}
             actions.do_create_campaign(obj, actor)
             return
         actions.do_update_campaign(obj, form.campaign_values(form.cleaned_data), actor)
         obj.refresh_from_db()
+
+    @admin.display(description="Audience size now")
+    def audience_preview(self, campaign: Campaign) -> SafeString | str:
+        return audience_panel(campaign)
+
+    @admin.display(description="Spend")
+    def budget_usage(self, campaign: Campaign) -> SafeString | str:
+        return budget_panel(campaign)
+
+    @admin.display(description="Runs")
+    def runs(self, campaign: Campaign) -> SafeString | str:
+        return runs_panel(campaign)
 
     def get_urls(self) -> list[Any]:
         command = self.admin_site.admin_view(require_POST(self.campaign_command))

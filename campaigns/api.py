@@ -2,15 +2,17 @@
 
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import actions
-from campaigns.models import Campaign, CampaignChannel
+from campaigns.budgets import budget_status
+from campaigns.models import Campaign, CampaignChannel, CampaignRun
 from config.api import DateTimeField, StrictModelSerializer, StrictSerializer
 from stores.api.scoping import StoreScopedMixin
 from stores.auth import actor_of
@@ -41,6 +43,16 @@ class CampaignSerializer(StrictModelSerializer):
     )
     starts_at = DateTimeField(required=False, allow_null=True)
     ends_at = DateTimeField(required=False, allow_null=True)
+    schedule_at = DateTimeField(required=False, allow_null=True)
+    audience = serializers.JSONField(
+        required=False, help_text="The audience rule (docs/campaigns.md); {} is everyone."
+    )
+    budget_channel_costs = serializers.JSONField(
+        required=False, help_text='Cost caps per channel, e.g. {"sms": "50.00"}.'
+    )
+    budget = serializers.SerializerMethodField(
+        help_text="Spend today and in total, and which budgets are exhausted."
+    )
 
     class Meta:
         model = Campaign
@@ -53,7 +65,11 @@ class CampaignSerializer(StrictModelSerializer):
             "ends_at",
             "launched_at",
             "completed_at",
+            "kind",
             "trigger",
+            "schedule_cron",
+            "schedule_at",
+            "audience",
             "delay_minutes",
             "channel",
             "template_key",
@@ -67,6 +83,11 @@ class CampaignSerializer(StrictModelSerializer):
             "variants",
             "holdout_percent",
             "attribution_window_hours",
+            "budget_sends_per_day",
+            "budget_sends_total",
+            "budget_discount",
+            "budget_channel_costs",
+            "budget",
             "mode",
             "auto_promote",
             "bandit_floor_percent",
@@ -78,6 +99,7 @@ class CampaignSerializer(StrictModelSerializer):
         read_only_fields = [
             "id",
             "status",
+            "budget",
             "launched_at",
             "completed_at",
             "live_weights",
@@ -89,12 +111,17 @@ class CampaignSerializer(StrictModelSerializer):
             "max_probability": {"min_value": 0.0, "max_value": 1.0},
             "holdout_percent": {"min_value": 0.0, "max_value": 50.0},
             "attribution_window_hours": {"min_value": 1, "max_value": 24 * 90},
+            "budget_discount": {"min_value": 0},
             "bandit_floor_percent": {"min_value": 0.0, "max_value": 50.0},
             "live_weights": {
                 "help_text": "The split new shoppers get when a bandit or a promoted winner "
                 "set it; null means the variants' weights."
             },
         }
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_budget(self, campaign: Campaign) -> dict[str, Any]:
+        return budget_status(campaign, timezone.now())
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         current = {
@@ -105,7 +132,35 @@ class CampaignSerializer(StrictModelSerializer):
         variants = actions.check_campaign(self.context["view"].store, {**current, **attrs})
         if "variants" in attrs:
             attrs["variants"] = variants
+        if "audience" in attrs:
+            attrs["audience"] = actions.check_audience(attrs["audience"])
+        if "budget_channel_costs" in attrs:
+            attrs["budget_channel_costs"] = attrs["budget_channel_costs"] or {}
         return attrs
+
+
+class CampaignRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CampaignRun
+        fields = [
+            "id",
+            "slot",
+            "status",
+            "selected",
+            "sent",
+            "skipped",
+            "skip_reasons",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class AudiencePreviewSerializer(serializers.Serializer):
+    size = serializers.IntegerField(help_text="Shoppers in the audience now.")
+    sample_shopper_ids = serializers.ListField(child=serializers.CharField())
+    computed_at = serializers.DateTimeField()
 
 
 class CampaignViewSet(
@@ -117,7 +172,8 @@ class CampaignViewSet(
     """Campaign rules that turn cart events into interventions, and their experiments."""
 
     serializer_class = CampaignSerializer
-    queryset = Campaign.objects.all()
+    # The budget field reads the store's timezone and the spend rows of each campaign.
+    queryset = Campaign.objects.select_related("store").prefetch_related("spend")
 
     @extend_schema(responses={201: CampaignSerializer}, summary="Create a draft")
     def create(self, request: Request) -> Response:
@@ -211,6 +267,27 @@ class CampaignViewSet(
         except actions.NoExperiment as exc:
             raise Conflict(str(exc)) from exc
         return Response(with_promotion(campaign, document))
+
+    @extend_schema(
+        responses={200: AudiencePreviewSerializer},
+        summary="How many shoppers the audience holds now, with a few of their ids",
+    )
+    @action(detail=True, methods=["get"], url_path="audience-preview")
+    def audience_preview(self, request: Request, pk: str | None = None) -> Response:
+        preview = actions.audience_preview(self.get_object(), timezone.now())
+        return Response(AudiencePreviewSerializer(preview).data)
+
+    @extend_schema(
+        responses={200: CampaignRunSerializer(many=True)},
+        summary="The scheduled campaign's runs, newest first",
+    )
+    @action(detail=True, methods=["get"])
+    def runs(self, request: Request, pk: str | None = None) -> Response:
+        runs = self.get_object().runs.order_by("-slot", "-id")
+        page = self.paginate_queryset(runs)
+        if page is not None:
+            return self.get_paginated_response(CampaignRunSerializer(page, many=True).data)
+        return Response(CampaignRunSerializer(runs, many=True).data)
 
     @extend_schema(
         request=None,

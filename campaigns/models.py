@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import models
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from stores.models import AttributionModel, Shopper, Store
 
@@ -27,6 +28,11 @@ class CampaignChannel(models.TextChoices):
     PUSH = "push"
     WEBSOCKET = "websocket"
     ALL = "all"  # the shopper's preferred channel, falling back along the store's chain
+
+
+class CampaignKind(models.TextChoices):
+    TRIGGERED = "triggered"  # a cart event fires it, one shopper at a time
+    SCHEDULED = "scheduled"  # celery beat sends to its audience at a time or on a recurrence
 
 
 class CampaignStatus(models.TextChoices):
@@ -82,7 +88,11 @@ class Campaign(models.Model):
         null=True, blank=True, help_text="When it first ran: the experiment's start."
     )
     completed_at = models.DateTimeField(null=True, blank=True)
-    trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    kind = models.CharField(
+        max_length=16, choices=CampaignKind.choices, default=CampaignKind.TRIGGERED
+    )
+    # Blank for a scheduled campaign (check_campaign requires it for a triggered one).
+    trigger = models.CharField(max_length=32, choices=Trigger.choices, blank=True)
     delay_minutes = models.PositiveIntegerField(default=0)
     channel = models.CharField(max_length=16, choices=CampaignChannel.choices)
     template_key = models.CharField(max_length=100, blank=True)
@@ -94,6 +104,30 @@ class Campaign(models.Model):
     min_probability = models.FloatField(null=True, blank=True)
     max_probability = models.FloatField(null=True, blank=True)
     discount_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    # The audience rule (campaigns/audiences.py, docs/campaigns.md); {} means everyone.
+    audience = models.JSONField(default=dict, blank=True)
+    # A scheduled campaign's recurrence (5-field cron in the store's timezone) or one-off
+    # time; mirrored into a django-celery-beat PeriodicTask by campaigns.actions.scheduling.
+    schedule_cron = models.CharField(
+        max_length=100, blank=True, help_text="e.g. '0 10 * * *': every day at 10:00 store time."
+    )
+    schedule_at = models.DateTimeField(null=True, blank=True, help_text="Or once, at this time.")
+    periodic_task = models.OneToOneField(
+        PeriodicTask, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Budgets (campaigns/budgets.py); empty means unlimited.
+    budget_sends_per_day = models.PositiveIntegerField(null=True, blank=True)
+    budget_sends_total = models.PositiveIntegerField(null=True, blank=True)
+    budget_discount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Maximum sum of discount value offered (cart value times percent).",
+    )
+    # {"sms": "50.00", "email": "5.00", "push": "1.00"}: cost caps per channel, priced
+    # with settings.CAMPAIGN_COST_PER_MESSAGE.
+    budget_channel_costs = models.JSONField(default=dict, blank=True)
     # Experiment: [{"key", "weight", and optional "template_key", "channel",
     # "discount_percent", "delay_minutes" overriding the campaign's}]; empty: no experiment.
     variants = models.JSONField(default=list, blank=True)
@@ -211,6 +245,80 @@ def record_exposure(campaign: Campaign, shopper: Shopper, arm: str) -> Exposure:
         ignore_conflicts=True,
     )
     return Exposure.objects.get(campaign=campaign, shopper=shopper)
+
+
+class CampaignSpend(models.Model):
+    """What a campaign has committed to send: one row per store-local day, plus the
+    ``TOTAL_DAY`` row for the totals. Rows are locked while a send is charged
+    (campaigns/budgets.py), so concurrent sends serialise per campaign."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend")
+    day = models.DateField()
+    sends = models.PositiveIntegerField(default=0)
+    discount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    cost_email = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    cost_sms = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    cost_push = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+
+    class Meta:
+        ordering = ["campaign", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "day"], name="one_spend_row_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.day}: {self.sends} sends"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class CampaignRun(models.Model):
+    """One scheduled send of a campaign, for one beat slot: unique per (campaign, slot), so
+    a tick delivered twice finds the run that is already there (docs/campaigns.md)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="runs")
+    slot = models.DateTimeField(help_text="The scheduled time this run is for.")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    selected = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    skip_reasons = models.JSONField(default=dict, blank=True)  # {reason: count}
+    # A worker holds the run until then; a killed worker's run is taken over after it.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "-slot", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "slot"], name="one_run_per_slot")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} @ {self.slot:%Y-%m-%d %H:%M}: {self.status}"
+
+
+def record_exposures(campaign: Campaign, picked: dict[Any, str]) -> dict[Any, str]:
+    """``record_exposure`` for many shoppers at once (``{shopper id: arm}``): one insert
+    with ON CONFLICT DO NOTHING, then the stored arms, which win over the new picks."""
+    now = timezone.now()
+    Exposure.objects.bulk_create(
+        [
+            Exposure(campaign=campaign, shopper_id=shopper_id, arm=arm, exposed_at=now)
+            for shopper_id, arm in picked.items()
+        ],
+        ignore_conflicts=True,
+    )
+    return dict(
+        Exposure.objects.filter(campaign=campaign, shopper_id__in=list(picked)).values_list(
+            "shopper_id", "arm"
+        )
+    )
 
 
 class AllocationChange(models.Model):

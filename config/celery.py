@@ -11,7 +11,8 @@ app = Celery("intervention_engine")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # Separate queues so a slow provider cannot hold up the scheduler or another channel.
-TASK_QUEUES = ("email", "sms", "push", "websocket", "scheduled", "retries", "webhooks")
+# "campaigns" runs scheduled campaign sends, which are long, away from the due-time release.
+TASK_QUEUES = ("email", "sms", "push", "websocket", "scheduled", "retries", "campaigns", "webhooks")
 app.conf.task_queues = [Queue(name) for name in TASK_QUEUES]
 app.autodiscover_tasks()
 

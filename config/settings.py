@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django_structlog",
     "stores",
     "interventions",
+    "django_celery_beat",
     "campaigns",
     "tracking",
     "notifications",
@@ -256,6 +257,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("RETENTION_INTERVAL_SECONDS", default=3600.0),
         "options": {"queue": "scheduled", "expires": 600},
     },
+}
+# Beat reads its schedule from the database (django-celery-beat), so a campaign's
+# schedule is a row the admin shows and edits, and it survives restarts. The static
+# entries above are copied into it at beat start.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Scheduled campaigns (docs/campaigns.md): shoppers decided per transaction, how long a
+# worker holds a run before another may take it over, and the run task's time limit.
+CAMPAIGN_RUN_CHUNK = env.int("CAMPAIGN_RUN_CHUNK", default=1000)
+CAMPAIGN_RUN_LEASE_SECONDS = env.int("CAMPAIGN_RUN_LEASE_SECONDS", default=300)
+CAMPAIGN_RUN_TIME_LIMIT = env.int("CAMPAIGN_RUN_TIME_LIMIT", default=1800)
+# What one message costs, for the per-channel cost caps of campaign budgets.
+CAMPAIGN_COST_PER_MESSAGE = {
+    "email": env.str("CAMPAIGN_COST_EMAIL", default="0.001"),
+    "sms": env.str("CAMPAIGN_COST_SMS", default="0.05"),
+    "push": env.str("CAMPAIGN_COST_PUSH", default="0.0001"),
+    "websocket": "0",
 }
 # A broker that is down must not hold an API request for long: the row is already
 # committed and the sweeper re-dispatches it.

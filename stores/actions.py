@@ -8,7 +8,7 @@ from django.utils import timezone
 from stores.api_keys import announce_access_changed
 from stores.models import Shopper, Store, StoreApiKey, StoreMembership, StoreRole
 
-SHOPPER_FIELDS = ("email", "phone", "first_name", "locale", "timezone", "segment")
+SHOPPER_FIELDS = ("email", "phone", "first_name", "locale", "country", "timezone", "segment")
 
 
 @transaction.atomic

@@ -117,6 +117,7 @@ class Shopper(models.Model):
     phone = models.CharField(max_length=32, blank=True)
     first_name = models.CharField(max_length=100, blank=True)
     locale = models.CharField(max_length=16, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2.")
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
     segment = models.CharField(max_length=64, blank=True)
     channel_preferences = models.JSONField(

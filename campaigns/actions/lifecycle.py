@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.actions.results import campaign_results
+from campaigns.actions.scheduling import do_sync_schedule
 from campaigns.models import (
     ALLOWED_CAMPAIGN_TRANSITIONS,
     EDITABLE_STATUSES,
@@ -35,6 +36,13 @@ LIVE_EDITABLE_FIELDS = (
             "ends_at",
             "starts_at",
             "attribution_window_hours",
+            # A marketer may move a running send's time or raise/lower its budgets.
+            "schedule_cron",
+            "schedule_at",
+            "budget_sends_per_day",
+            "budget_sends_total",
+            "budget_discount",
+            "budget_channel_costs",
             "auto_promote",
             "bandit_floor_percent",
             "attribution_model",
@@ -115,6 +123,7 @@ def do_transition_campaign(
             )
     locked.save(update_fields=[*changes, "results", "updated_at"])
     do_record_change(locked, actor, command, changes)
+    do_sync_schedule(locked)
     campaign.refresh_from_db()
     return campaign
 
@@ -124,6 +133,7 @@ def do_create_campaign(campaign: Campaign, actor: str) -> Campaign:
     """Save a new campaign (checked by ``check_campaign``) as a draft, until launched."""
     campaign.status = CampaignStatus.DRAFT
     campaign.save()
+    do_sync_schedule(campaign)
     do_record_change(
         campaign,
         actor,
@@ -131,7 +141,7 @@ def do_create_campaign(campaign: Campaign, actor: str) -> Campaign:
         {
             field.name: (None, getattr(campaign, field.name))
             for field in Campaign._meta.concrete_fields
-            if field.editable and field.name not in ("id", "store")
+            if field.editable and field.name not in ("id", "store", "periodic_task")
         },
     )
     return campaign
@@ -203,6 +213,7 @@ def do_update_campaign(campaign: Campaign, values: Mapping[str, Any], actor: str
         )
     locked.save(update_fields=[*changes, "updated_at"])
     do_record_change(locked, actor, "updated", changes)
+    do_sync_schedule(locked)
     return locked
 
 
@@ -230,5 +241,8 @@ def do_delete_campaign(campaign: Campaign, actor: str) -> None:
             f"Campaign '{campaign.name}' is {campaign.status}: only a draft can be deleted; "
             "complete or archive it instead."
         )
+    task = campaign.periodic_task
     audit.do_record_deleted(campaign, actor)
     campaign.delete()
+    if task is not None:
+        task.delete()

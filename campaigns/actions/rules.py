@@ -8,6 +8,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from campaigns.actions.scheduling import check_schedule
+from campaigns.audiences import check_audience
+from campaigns.budgets import check_channel_costs
 from campaigns.experiments.assignment import Arm, InvalidAllocation, validate_allocation
 from campaigns.models import AllocationMode, CampaignChannel
 from interventions.actions import check_template
@@ -29,6 +32,7 @@ def check_campaign(store: Store, values: Mapping[str, Any]) -> list[dict[str, An
     their stored shape (weights as numbers, discounts as strings).
     """
     check_template(store, values.get("template_key") or "", field="template_key")
+    check_targeting(values)
     for low, high in RANGES:
         if (
             values.get(low) is not None
@@ -109,6 +113,17 @@ def check_overrides(store: Store, prefix: str, variant: Mapping[str, Any]) -> di
             raise ValidationError({f"{prefix}.delay_minutes": ["Must be a whole number ≥ 0."]})
         clean["delay_minutes"] = delay
     return clean
+
+
+def check_targeting(values: Mapping[str, Any]) -> None:
+    """Audience, schedule and budgets: ``ValidationError`` naming the field."""
+    check_audience(values.get("audience"))
+    check_schedule(dict(values))
+    try:
+        check_channel_costs(values.get("budget_channel_costs"))
+    except ValueError as exc:
+        field, problem = exc.args
+        raise ValidationError({field: [problem]}) from exc
 
 
 def check_optimisation(values: Mapping[str, Any], arms: int) -> None:

@@ -8,6 +8,7 @@ webhooks, the admin and other apps (docs/architecture.md).
 - ``personalization``: the context every template renders from;
 - ``deciding``: decide and render one intervention (shared by every intake);
 - ``intake``: explicit triggers, single and batch side by side;
+- ``campaign_sends``: a scheduled campaign's send to a chunk of its audience;
 - ``events``: cart events and conversions (checkout events and reported orders);
 - ``delivery``: dispatch, claim, send, record, fall back (single and bulk side by side);
 - ``lifecycle``: cancel, edit, retry, delivered, failed after send;
@@ -17,6 +18,7 @@ webhooks, the admin and other apps (docs/architecture.md).
 - ``privacy``: erasing a shopper, exporting their data, pruning rows past retention.
 """
 
+from interventions.actions.campaign_sends import ChunkResult, do_send_campaign_chunk
 from interventions.actions.deciding import Outcome
 from interventions.actions.delivery import (
     BatchDelivery,
@@ -61,6 +63,7 @@ from interventions.errors import InterventionConflict, TransientDeliveryError
 __all__ = [
     "AckRequest",
     "BatchDelivery",
+    "ChunkResult",
     "EventResult",
     "InterventionConflict",
     "Outcome",
@@ -88,6 +91,7 @@ __all__ = [
     "do_record_shopper_tracking",
     "do_release_due",
     "do_retry_failed",
+    "do_send_campaign_chunk",
     "do_sweep_stuck",
     "do_update_unsent",
     "pending_for_shopper",

@@ -2,9 +2,10 @@
 
 import time as monotonic_time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -12,6 +13,7 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns.budgets import discount_value
 from campaigns.models import Campaign
 from interventions import decisions, metrics
 from interventions.actions.delivery import dispatch, dispatch_many
@@ -51,13 +53,23 @@ def build_decided(
     idempotency_key: str = "",
     fingerprint: str = "",
     extra_reasons: Iterable[str] = (),
+    charge: Callable[[str, Decimal], str] | None = None,
 ) -> tuple[Intervention, InterventionEvent]:
     """Decide and render one intervention, unsaved: the single and the bulk paths save.
+
+    ``charge(channel, discount value)`` books a send that will go out against a campaign's
+    budget (campaigns/budgets.py) and returns why not ("budget_exhausted:<which>") when it
+    does not fit: the intervention is then stored suppressed with that reason.
 
     Long only because it spells out the intervention's fields once, for both paths.
     """
     started = monotonic_time.perf_counter()
     decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
+    discount = discount if discount is not None else discount_for(cart, campaign)
+    if not suppressed_by and charge is not None and decision.intervene and decision.channel:
+        suppressed_by = charge(
+            decision.channel, discount_value(discount, cart.value if cart else None)
+        )
     if suppressed_by:
         # The caller's own reason not to intervene (an experiment's holdout): stored like any
         # other suppression, so it is counted and explained the same way.
@@ -71,7 +83,6 @@ def build_decided(
         )
     reasons = [*extra_reasons, *decision.reasons]
     personalization = personalization or {}
-    discount = discount if discount is not None else discount_for(cart, campaign)
     status = decision.status
     version: Any = None
     content: dict[str, Any] = {}

@@ -12,8 +12,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from campaigns.audiences import facts_for, matches
+from campaigns.budgets import BudgetLedger
 from campaigns.experiments.assignment import HOLDOUT, Arm, assign
-from campaigns.models import Campaign, CampaignStatus, record_exposure
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, record_exposure
 from interventions import decisions, metrics
 from interventions.actions.deciding import Outcome, create_decided
 from interventions.actions.facts import campaign_rule, cart_facts, shopper_facts
@@ -178,12 +180,21 @@ def do_accept_event(
         result.reasons.append(f"{event['type']} updates the cart; it triggers nothing")
         return result
 
+    now = timezone.now()
     campaigns = {
         c.pk: c
-        for c in Campaign.objects.filter(store=store, status=CampaignStatus.RUNNING).exclude(
-            ends_at__lte=timezone.now()
-        )
+        for c in Campaign.objects.filter(
+            store=store, status=CampaignStatus.RUNNING, kind=CampaignKind.TRIGGERED
+        ).exclude(ends_at__lte=now)
     }
+    outside = [
+        c
+        for c in campaigns.values()
+        if c.audience and not matches(c.audience, facts_for(cart, shopper, c.audience, now), now)
+    ]
+    result.reasons.extend(f"campaign '{c.name}': cart not in its audience" for c in outside)
+    for campaign in outside:
+        del campaigns[campaign.pk]
     facts = shopper_facts(shopper)
     rule, reasons = decisions.choose_campaign(
         [campaign_rule(c) for c in campaigns.values()], triggers, cart_facts(cart), facts
@@ -207,6 +218,8 @@ def do_accept_event(
         if variant.get("discount_percent") is not None
         else None
     )
+    # Locks the campaign's spend rows until this event commits (campaigns/budgets.py).
+    ledger = BudgetLedger(campaign, now)
     intervention = create_decided(
         store=store,
         shopper=shopper,
@@ -218,7 +231,9 @@ def do_accept_event(
         discount=discount,
         suppressed_by="holdout" if arm == HOLDOUT else "",
         extra_reasons=[*reasons, *([f"campaign '{campaign.name}' variant: {arm}"] if arm else [])],
+        charge=ledger.charge,
     )
+    ledger.save()
     result.outcomes.append(Outcome(intervention, True, list(intervention.decision["reasons"])))
     return result
 

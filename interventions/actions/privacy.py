@@ -232,7 +232,7 @@ def do_erase_shopper(shopper: Shopper, erased_by: str) -> ErasureRecord:
         erase_outbox_event,
     )
 
-    for field in ("email", "phone", "first_name", "locale", "timezone", "segment"):
+    for field in ("email", "phone", "first_name", "locale", "country", "timezone", "segment"):
         setattr(shopper, field, "")
     shopper.channel_preferences = []
     shopper.opted_out_channels = []
@@ -287,6 +287,7 @@ def shopper_export(shopper: Shopper) -> dict[str, Any]:
                         "phone",
                         "first_name",
                         "locale",
+                        "country",
                         "timezone",
                         "segment",
                         "channel_preferences",

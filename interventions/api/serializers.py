@@ -17,6 +17,7 @@ from tracking.api.serializers import TrackingEventSerializer
 
 class CartItemSerializer(StrictSerializer):
     sku = serializers.CharField(max_length=100)
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True)
     name = serializers.CharField(max_length=300, required=False, allow_blank=True)
     price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
     quantity = serializers.IntegerField(min_value=1, default=1)
@@ -41,6 +42,9 @@ class ShopperProfileSerializer(StrictSerializer):
     phone = PhoneNumberField(required=False, allow_blank=True)
     first_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
     locale = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    country = serializers.RegexField(
+        r"^[A-Z]{2}$", required=False, allow_blank=True, help_text="ISO 3166-1 alpha-2, e.g. FR"
+    )
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
     segment = serializers.CharField(max_length=64, required=False, allow_blank=True)
     push_tokens = serializers.ListField(
@@ -215,3 +219,12 @@ class InterventionUpdateSerializer(StrictSerializer):
     def validate_personalization(self, personalization: dict[str, Any]) -> dict[str, Any]:
         check_content_urls(personalization)
         return personalization
+
+
+class InterventionReplaceSerializer(InterventionUpdateSerializer):
+    """PUT: the whole editable part; a left-out expiry is cleared."""
+
+    send_at = DateTimeField()
+    expires_at = DateTimeField(required=False, allow_null=True, default=None)
+    content = serializers.DictField()
+    personalization = serializers.DictField()

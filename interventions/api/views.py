@@ -25,6 +25,7 @@ from interventions.api.serializers import (
     EventResultSerializer,
     EventSerializer,
     InterventionDetailSerializer,
+    InterventionReplaceSerializer,
     InterventionSerializer,
     InterventionUpdateSerializer,
     ScheduleSerializer,
@@ -147,7 +148,7 @@ class InterventionViewSet(
     filterset_class = InterventionFilter
     filter_backends = [django_filters.rest_framework.DjangoFilterBackend]
     pagination_class = NewestFirst
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Intervention]:
         queryset = super().get_queryset()
@@ -188,8 +189,18 @@ class InterventionViewSet(
         summary="Reschedule or change content before the send",
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self.update(request, pk, partial=True)
+
+    @extend_schema(
+        request=InterventionReplaceSerializer,
+        responses={200: InterventionSerializer, 409: OpenApiTypes.OBJECT},
+        summary="Replace send time, expiry, content and personalization before the send",
+    )
+    def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
         intervention = self.get_object()
-        serializer = InterventionUpdateSerializer(data=request.data)
+        serializer = (InterventionUpdateSerializer if partial else InterventionReplaceSerializer)(
+            data=request.data
+        )
         serializer.is_valid(raise_exception=True)
         try:
             updated = actions.do_update_unsent(intervention, serializer.validated_data)

@@ -69,6 +69,7 @@ class ShopperSerializer(StrictModelSerializer):
             "phone",
             "first_name",
             "locale",
+            "country",
             "timezone",
             "segment",
             "channel_preferences",

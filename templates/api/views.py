@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.db import transaction
-from django.db.models import ProtectedError, QuerySet
+from django.db.models import Field, ProtectedError, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -29,10 +29,10 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
     publish one to use it, publish an earlier one to roll back."""
 
     queryset = Template.objects.select_related("published_version", "store")
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
-        if self.action == "partial_update":
+        if self.action in ("update", "partial_update"):
             return TemplateUpdateSerializer
         return TemplateSerializer
 
@@ -43,15 +43,28 @@ class TemplateViewSet(StoreScopedMixin, viewsets.ModelViewSet):
         serializer.instance = actions.check_create_template(self.store, **data)
         audit.do_record_added(serializer.instance, actor_of(self.request))
 
+    @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer)
     @transaction.atomic
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """PATCH changes what it names; PUT replaces the template's fields, so a field it
+        leaves out goes back to its default (content stays in versions either way)."""
         template = self.get_object()
         before = audit.snapshot(template)
-        changes = TemplateUpdateSerializer(data=request.data, partial=True)
+        partial = kwargs.get("partial", False)
+        changes = TemplateUpdateSerializer(data=request.data, partial=partial)
         changes.is_valid(raise_exception=True)
-        actions.check_update_template(template, **changes.validated_data)
+        values = dict(changes.validated_data)
+        if not partial:
+            for name in TemplateUpdateSerializer.Meta.fields:
+                field = Template._meta.get_field(name)
+                values.setdefault(name, field.get_default() if isinstance(field, Field) else None)
+        actions.check_update_template(template, **values)
         audit.do_record_changed(template, actor_of(request), before)
         return Response(TemplateSerializer(template).data)
+
+    @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
 
     def perform_destroy(self, instance: Template) -> None:
         try:

@@ -510,3 +510,31 @@ def test_unknown_or_unpublished_template_is_400_and_stores_nothing(shop):
     assert "template" in batch["results"][0]["error"]["fields"]
     assert Intervention.objects.count() == 1
     assert not Campaign.objects.exists()
+
+
+def test_put_replaces_send_time_and_content_before_the_send(shop, other_shop):
+    later = timezone.now() + timedelta(hours=1)
+    created = shop.client.post(
+        "/api/v1/interventions/schedule",
+        {"user_id": "sam", "channel": "email", "user": SAM, "scheduled_at": later.isoformat()},
+        format="json",
+    ).json()
+    body = {
+        "send_at": (later + timedelta(hours=2)).isoformat(),
+        "content": {"email": {"subject": "New", "text": "Come back"}},
+        "personalization": {"first_name": "Sam"},
+    }
+
+    replaced = shop.client.put(f"/api/v1/interventions/{created['id']}", body, format="json")
+    partial = shop.client.put(
+        f"/api/v1/interventions/{created['id']}", {"send_at": body["send_at"]}, format="json"
+    )
+    theirs = other_shop.client.put(f"/api/v1/interventions/{created['id']}", body, format="json")
+
+    assert replaced.status_code == 200, replaced.content
+    stored = Intervention.objects.get(pk=created["id"])
+    assert stored.content == body["content"]
+    assert stored.send_at == later + timedelta(hours=2)
+    assert partial.status_code == 400
+    assert "content" in partial.json()["error"]["fields"]
+    assert theirs.status_code == 404

@@ -75,6 +75,32 @@ def test_template_writes_through_the_api_are_logged(shop):
     assert logged[1][3]["published_version_id"][0] == new_version_published  # rolled back
 
 
+def test_a_template_replaced_with_put_is_logged_with_what_went_back_to_default(shop):
+    # Given a template with a description
+    created = shop.client.post(
+        "/api/v1/templates",
+        {
+            "key": "hello",
+            "name": "Hello",
+            "description": "Old",
+            "content": {"en": {"sms": {"body": "Hi"}}},
+        },
+        format="json",
+    ).json()
+
+    # When a PUT replaces it without naming the description
+    replaced = shop.client.put(
+        f"/api/v1/templates/{created['id']}", {"name": "Hello again"}, format="json"
+    )
+
+    # Then the log has the replacement, the cleared description included
+    assert replaced.status_code == 200, replaced.json()
+    changed = entries(shop.store, object_type="message_templates.template", action="changed")
+    assert [values for _, _, _, values in changed] == [
+        {"name": ["Hello", "Hello again"], "description": ["Old", ""]}
+    ]
+
+
 def test_a_deleted_campaign_keeps_its_trail(shop):
     created = shop.client.post(
         "/api/v1/campaigns",

@@ -25,7 +25,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-QUEUES = "email,sms,push,websocket,scheduled,retries,webhooks"
+QUEUES = "email,sms,push,websocket,scheduled,retries,campaigns,webhooks"
 
 
 def free_port() -> int:

@@ -213,3 +213,21 @@ def test_preview_with_a_context_that_blows_up_a_valid_template_is_a_quick_400(
     message = response.json()["error"]["fields"]["en.sms.body"][0]
     assert named in message
     assert "(line 1)" in message
+
+
+def test_put_replaces_the_templates_fields_and_needs_its_name(shop, other_shop):
+    template_id = create(shop, description="Old words").json()["id"]
+
+    replaced = shop.client.put(
+        f"/api/v1/templates/{template_id}", {"name": "Second reminder"}, format="json"
+    )
+    incomplete = shop.client.put(
+        f"/api/v1/templates/{template_id}", {"description": "no name"}, format="json"
+    )
+    theirs = other_shop.client.put(f"/api/v1/templates/{template_id}", {"name": "x"}, format="json")
+
+    assert replaced.status_code == 200, replaced.content
+    assert (replaced.json()["name"], replaced.json()["description"]) == ("Second reminder", "")
+    assert incomplete.status_code == 400
+    assert "name" in incomplete.json()["error"]["fields"]
+    assert theirs.status_code == 404
