@@ -72,3 +72,9 @@ def refresh_campaign_results(campaign_id: int, trigger: str = "beat") -> str:
         return "skipped"
     snapshot = actions.do_refresh_results(campaign, trigger)
     return str(snapshot.document["decision"]["status"])
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def follow_campaign_calendar() -> dict[str, int]:
+    """Beat: start scheduled campaigns whose start has come, complete those past their end."""
+    return actions.do_follow_campaign_calendar()

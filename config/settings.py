@@ -237,6 +237,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "kwargs": {"days": env.int("ROLLUP_DAILY_DAYS", default=35)},
         "options": {"queue": "scheduled", "expires": 3600},
     },
+    "follow-campaign-calendar": {
+        "task": "campaigns.tasks.follow_campaign_calendar",
+        "schedule": 60.0,
+        "options": {"queue": "scheduled", "expires": 60},
+    },
     "refresh-campaign-results": {
         "task": "campaigns.tasks.refresh_all_campaign_results",
         "schedule": env.float("RESULTS_REFRESH_MINUTES", default=15.0) * 60,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import structlog
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
@@ -24,6 +25,8 @@ from campaigns.models import (
     ResultSnapshot,
 )
 from stores import audit
+
+logger = structlog.get_logger(__name__)
 
 # Changing these while shoppers are exposed would change the test under them.
 ALLOCATION_FIELDS = frozenset({"variants", "holdout_percent", "mode"})
@@ -126,6 +129,36 @@ def do_transition_campaign(
     do_sync_schedule(locked)
     campaign.refresh_from_db()
     return campaign
+
+
+# Who the history names for the changes the calendar makes.
+CALENDAR_ACTOR = "beat (campaign calendar)"
+
+
+def do_follow_campaign_calendar(now: datetime | None = None) -> dict[str, int]:
+    """What beat runs every minute: a scheduled campaign whose ``starts_at`` has come
+    starts running, and a running or paused one whose ``ends_at`` has passed completes
+    (its results frozen), each through ``do_transition_campaign`` so the history and the
+    audit log say the calendar did it. A campaign a marketer moved in the meantime is
+    left as they put it."""
+    now = now or timezone.now()
+    due = {
+        "launch": Campaign.objects.filter(status=CampaignStatus.SCHEDULED, starts_at__lte=now),
+        "complete": Campaign.objects.filter(
+            status__in=[CampaignStatus.RUNNING, CampaignStatus.PAUSED], ends_at__lte=now
+        ),
+    }
+    moved = dict.fromkeys(due, 0)
+    for command, campaigns in due.items():
+        for campaign in campaigns.order_by("pk"):
+            try:
+                do_transition_campaign(campaign, command, CALENDAR_ACTOR, now)
+            except CampaignConflict:
+                logger.info("campaign_calendar_skipped", campaign_id=campaign.pk, command=command)
+                continue
+            moved[command] += 1
+            logger.info("campaign_calendar_moved", campaign_id=campaign.pk, command=command)
+    return moved
 
 
 @transaction.atomic

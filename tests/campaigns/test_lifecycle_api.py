@@ -1,8 +1,11 @@
 """Marketers run a campaign through its lifecycle over the API; every change is audited."""
 
 import pytest
+import time_machine
 
+from campaigns.actions.lifecycle import CALENDAR_ACTOR
 from campaigns.models import Campaign, CampaignChange, CampaignStatus, Exposure
+from campaigns.tasks import follow_campaign_calendar
 from stores.actions import do_upsert_shopper
 
 pytestmark = pytest.mark.django_db
@@ -180,3 +183,49 @@ def test_another_stores_campaign_is_not_found(shop, other_shop):
     assert command(other_shop, created["id"], "launch").status_code == 404
     assert other_shop.client.get(f"/api/v1/campaigns/{created['id']}/results").status_code == 404
     assert other_shop.client.delete(f"/api/v1/campaigns/{created['id']}").status_code == 404
+
+
+def test_beat_starts_a_scheduled_campaign_at_its_start_and_completes_it_at_its_end(shop):
+    # Given a campaign launched ahead of its start, with an end a week later
+    created = create(shop, starts_at="2030-03-01T09:00:00Z", ends_at="2030-03-08T09:00:00Z")
+    command(shop, created["id"], "launch")
+
+    # When beat's calendar runs before the start, at the start, and after the end
+    with time_machine.travel("2030-03-01T08:59:00Z", tick=False):
+        early = follow_campaign_calendar.apply().get()
+        status_before_start = Campaign.objects.get(pk=created["id"]).status
+    with time_machine.travel("2030-03-01T09:00:30Z", tick=False):
+        started = follow_campaign_calendar.apply().get()
+        status_after_start = Campaign.objects.get(pk=created["id"]).status
+    with time_machine.travel("2030-03-08T09:01:00Z", tick=False):
+        ended = follow_campaign_calendar.apply().get()
+
+    # Then it runs only from its start, completes after its end, and says who moved it
+    campaign = Campaign.objects.get(pk=created["id"])
+    assert (early, started, ended) == (
+        {"launch": 0, "complete": 0},
+        {"launch": 1, "complete": 0},
+        {"launch": 0, "complete": 1},
+    )
+    assert (status_before_start, status_after_start) == ("scheduled", "running")
+    assert campaign.status == CampaignStatus.COMPLETED
+    assert campaign.launched_at.isoformat() == "2030-03-01T09:00:30+00:00"
+    actors = list(
+        CampaignChange.objects.filter(campaign=campaign, action__in=["launch", "complete"])
+        .order_by("at")
+        .values_list("action", "actor")
+    )
+    assert actors[1:] == [("launch", CALENDAR_ACTOR), ("complete", CALENDAR_ACTOR)]
+
+
+def test_the_calendar_starts_only_campaigns_still_scheduled(shop):
+    # A campaign moved by hand between the launch and its start stays as it was put.
+    created = create(shop, starts_at="2030-03-01T09:00:00Z")
+    command(shop, created["id"], "launch")
+    Campaign.objects.filter(pk=created["id"]).update(status=CampaignStatus.DRAFT)
+
+    with time_machine.travel("2030-03-02T00:00:00Z", tick=False):
+        moved = follow_campaign_calendar.apply().get()
+
+    assert moved == {"launch": 0, "complete": 0}
+    assert Campaign.objects.get(pk=created["id"]).status == CampaignStatus.DRAFT
