@@ -21,7 +21,7 @@ from campaigns.experiments.assignment import HOLDOUT, Arm, assign
 from campaigns.models import Campaign, record_exposures
 from interventions import decisions
 from interventions.actions.deciding import announce, build_decided
-from interventions.actions.facts import facts_from
+from interventions.actions.facts import arm_request, facts_from
 from interventions.models import Cart, Intervention, InterventionEvent, record_created
 from notifications.recipients import reachability
 
@@ -67,19 +67,7 @@ def do_send_campaign_chunk(
         shopper = cart.shopper
         assert shopper is not None  # selected with a live shopper
         arm = arms.get(shopper.pk, "")
-        variant = campaign.variant(arm) or {}
-        channel = variant.get("channel") or campaign.channel
-        request = decisions.Request(
-            channel="auto" if channel == "all" else channel,
-            explicit=False,
-            template_key=variant.get("template_key") or campaign.template_key,
-            delay_minutes=variant.get("delay_minutes", campaign.delay_minutes),
-        )
-        discount = (
-            {"percent": str(variant["discount_percent"]), "source": "campaign"}
-            if variant.get("discount_percent") is not None
-            else None
-        )
+        request, discount = arm_request(campaign, arm)
         created.append(
             build_decided(
                 store=store,

@@ -18,7 +18,7 @@ from campaigns.experiments.assignment import HOLDOUT, Arm, assign
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, record_exposure
 from interventions import decisions, metrics
 from interventions.actions.deciding import Outcome, create_decided
-from interventions.actions.facts import campaign_rule, cart_facts, shopper_facts
+from interventions.actions.facts import arm_request, campaign_rule, cart_facts, shopper_facts
 from interventions.actions.idempotency import check_same_request, request_fingerprint
 from interventions.models import (
     UNSENT_STATUSES,
@@ -205,19 +205,7 @@ def do_accept_event(
         return result
     campaign = campaigns[rule.id]
     arm = experiment_arm(campaign, shopper)
-    variant = campaign.variant(arm) or {}
-    channel = variant.get("channel") or rule.channel
-    request = decisions.Request(
-        channel="auto" if channel == "all" else channel,
-        explicit=False,
-        template_key=variant.get("template_key") or rule.template_key,
-        delay_minutes=variant.get("delay_minutes", rule.delay_minutes),
-    )
-    discount = (
-        {"percent": str(variant["discount_percent"]), "source": "campaign"}
-        if variant.get("discount_percent") is not None
-        else None
-    )
+    request, discount = arm_request(campaign, arm)
     # Locks the campaign's spend rows until this event commits (campaigns/budgets.py).
     ledger = BudgetLedger(campaign, now)
     intervention = create_decided(

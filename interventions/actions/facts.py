@@ -91,3 +91,23 @@ def campaign_rule(campaign: Campaign) -> decisions.CampaignRule:
         min_probability=campaign.min_probability,
         max_probability=campaign.max_probability,
     )
+
+
+def arm_request(campaign: Campaign, arm: str) -> tuple[decisions.Request, dict[str, str] | None]:
+    """What one arm of a campaign asks for, and its discount: the variant's channel,
+    template, delay and discount where it sets them, the campaign's otherwise. The same for
+    a triggered send and a scheduled run, so an arm means one thing in both."""
+    variant = campaign.variant(arm) or {}
+    channel = variant.get("channel") or campaign.channel
+    request = decisions.Request(
+        channel="auto" if channel == "all" else channel,
+        explicit=False,
+        template_key=variant.get("template_key") or campaign.template_key,
+        delay_minutes=variant.get("delay_minutes", campaign.delay_minutes),
+    )
+    discount = (
+        {"percent": str(variant["discount_percent"]), "source": "campaign"}
+        if variant.get("discount_percent") is not None
+        else None
+    )
+    return request, discount
