@@ -104,7 +104,8 @@ def snapshot(store):
             "clicked",
             "converted",
         ),
-        rows(RevenueRollup, "cohort", *key, "currency", "converted", "revenue", "discount"),
+        rows(RevenueRollup, "cohort", *key, "currency", "converted", "revenue", "discount",
+             "credited_orders", "credited", "credited_revenue"),  # fmt: skip
         rows(SuppressionRollup, *key, "reason", "count"),
     )
 
