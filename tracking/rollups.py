@@ -18,8 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from datetime import time as clock
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -132,7 +132,7 @@ def _counts(rows: QuerySet[Intervention], cohort: str, now: datetime) -> Iterato
 
 
 def _orders(
-    rows: QuerySet[Intervention], cohort: str, span: Span, now: datetime
+    rows: QuerySet[Intervention], store_ids: list[UUID], cohort: str, span: Span, now: datetime
 ) -> Iterator[RevenueRollup]:
     """Per key and currency: the orders counted once (on their primary intervention) and
     the same orders as the attribution model shares them (``_shares``)."""
@@ -177,7 +177,7 @@ def _orders(
         target.converted = row["converted"]
         target.revenue = row["revenue"]
         target.discount = row["discount"] or 0
-    for key, weight, revenue in _shares(rows):
+    for key, weight, revenue in _shares(rows, store_ids, span):
         target = figure(key)
         target.credited_orders += 1
         target.credited += weight
@@ -186,7 +186,9 @@ def _orders(
     yield from figures.values()
 
 
-def _shares(rows: QuerySet[Intervention]) -> Iterator[tuple[tuple[Any, ...], Decimal, Any]]:
+def _shares(
+    rows: QuerySet[Intervention], store_ids: list[UUID], span: Span
+) -> Iterator[tuple[tuple[Any, ...], Decimal, Any]]:
     """Each credit an order gave one of ``rows``: ((day, currency, store, campaign, variant,
     channel), weight, revenue share or None).
 
@@ -198,9 +200,14 @@ def _shares(rows: QuerySet[Intervention]) -> Iterator[tuple[tuple[Any, ...], Dec
     it; the work follows the orders of the days recounted, not the sends.
     """
     cohort = rows.values("pk")
-    found = TrackingEvent.objects.filter(kind="converted", intervention__in=cohort).values_list(
-        "store_id", "metadata__order_id"
-    )
+    found = TrackingEvent.objects.filter(
+        # An order credits only sends before it, and a send is decided before it is sent:
+        # the (store, kind, occurred_at) index bounds the search to orders since the span.
+        store_id__in=store_ids,
+        kind="converted",
+        occurred_at__gte=span.since,
+        intervention__in=cohort,
+    ).values_list("store_id", "metadata__order_id")
     wanted = {(store_id, order_id) for store_id, order_id in found if isinstance(order_id, str)}
     orders = Conversion.objects.filter(
         Q(intervention__in=cohort)
@@ -241,7 +248,14 @@ def _shares(rows: QuerySet[Intervention]) -> Iterator[tuple[tuple[Any, ...], Dec
         if row is None:
             continue  # credited a send of another day or another cohort
         yield (
-            (row["day"], currency, row["store_id"], row["campaign_id"], row["variant"], row["channel"]),
+            (
+                row["day"],
+                currency,
+                row["store_id"],
+                row["campaign_id"],
+                row["variant"],
+                row["channel"],
+            ),
             weight,
             revenue,
         )
@@ -291,7 +305,7 @@ def recount(store_ids: Iterable[UUID], span: Span) -> int:
             for cohort, by in ((Cohort.SENT, "sent_at"), (Cohort.DECIDED, "created_at")):
                 rows = _cohort(store_ids, span, by)
                 daily = list(_counts(rows, cohort, now))
-                revenue = list(_orders(rows, cohort, span, now))
+                revenue = list(_orders(rows, store_ids, cohort, span, now))
                 DailyRollup.objects.bulk_create(daily, batch_size=BATCH)
                 RevenueRollup.objects.bulk_create(revenue, batch_size=BATCH)
                 written += len(daily) + len(revenue)
