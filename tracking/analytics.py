@@ -4,8 +4,9 @@ The figures are sums over the daily rollups (``tracking.rollups``: per store-loc
 campaign, variant and channel, recounted from the raw rows by beat), so a dashboard over
 months reads a few hundred rows whatever the volume. Only abandoned carts, which have no
 campaign or channel, are counted from their own rows. Opens and clicks count once per
-intervention and never when flagged duplicate; an order counts once, on the intervention
-it was attributed to, in the period of the send that earned it.
+intervention and never when flagged duplicate. An order counts in the period of the send
+that earned it: in ``totals`` once, on its primary intervention; in a breakdown (series,
+channels, campaigns) as the attribution model shares it (docs/analytics.md, "Shares").
 """
 
 from collections import defaultdict
@@ -36,6 +37,8 @@ __all__ = [
 
 COUNTS = ("sent", "delivered", "opened", "clicked", "converted")
 DEFAULT_DAYS = 30
+# Linear shares are rounded to 4 places (tracking.attribution).
+SHARE = Decimal("0.0001")
 
 
 @dataclass(frozen=True)
@@ -106,18 +109,30 @@ def _refresh_on_read(store: Store, filters: Filters) -> None:
 COUNTED = ("sent", "delivered", "opened", "clicked", "converted")
 
 
+def _empty() -> dict[str, Any]:
+    return dict.fromkeys(COUNTED, 0) | {"credited": Decimal(0), "revenue": {}}
+
+
 def _figures(
-    store: Store, filters: Filters, cohort: str, group: str | None, key: Callable[[Any], Hashable]
+    store: Store,
+    filters: Filters,
+    cohort: str,
+    group: str | None,
+    key: Callable[[Any], Hashable],
+    shared: bool = True,
 ) -> dict[Any, dict[str, Any]]:
     """Counts and revenue per currency from the rollups, grouped by ``group`` (a rollup
-    field) and mapped through ``key`` (e.g. day → week); None: one group for all."""
+    field) and mapped through ``key`` (e.g. day → week); None: one group for all.
+
+    ``shared``: orders as the attribution model shares them (a breakdown's rows); else
+    each order once, on its primary intervention (the totals)."""
     fields = [group] if group else []
     result: dict[Any, dict[str, Any]] = {}
 
     def bucket(row: dict[str, Any]) -> dict[str, Any]:
         name = key(row[group]) if group else None
         if name not in result:
-            result[name] = dict.fromkeys(COUNTED, 0) | {"revenue": {}}
+            result[name] = _empty()
         return result[name]
 
     daily = _rollups(DailyRollup, store, filters, cohort).values(*fields)
@@ -126,9 +141,14 @@ def _figures(
         for name in COUNTED[:-1]:
             target[name] += row[name]
     orders = _rollups(RevenueRollup, store, filters, cohort).values(*fields, "currency")
-    for row in orders.annotate(orders=Sum("converted"), amount=Sum("revenue")):
+    for row in orders.annotate(
+        orders=Sum("credited_orders" if shared else "converted"),
+        shares=Sum("credited" if shared else "converted"),
+        amount=Sum("credited_revenue" if shared else "revenue"),
+    ):
         target = bucket(row)
         target["converted"] += row["orders"]
+        target["credited"] += row["shares"]
         if row["amount"] is not None and row["currency"]:
             revenue = target["revenue"]
             revenue[row["currency"]] = revenue.get(row["currency"], Decimal(0)) + row["amount"]
@@ -139,17 +159,19 @@ def _with_rates(counts: dict[str, Any]) -> dict[str, Any]:
     """Every rate is over sends: delivery reports do not exist for every channel."""
     sent = counts["sent"]
 
-    def rate(part: int) -> float | None:
+    def rate(part: float) -> float | None:
         return round(part / sent, 4) if sent else None
 
     revenue = counts["revenue"]
     return {
         **counts,
+        "credited": str(Decimal(counts["credited"]).quantize(SHARE)),
         "revenue": {currency: str(amount) for currency, amount in sorted(revenue.items())},
         "delivery_rate": rate(counts["delivered"]),
         "open_rate": rate(counts["opened"]),
         "click_rate": rate(counts["clicked"]),
-        "conversion_rate": rate(counts["converted"]),
+        # Over the shares: under linear, two touches that split an order convert half each.
+        "conversion_rate": rate(float(counts["credited"])),
         "revenue_per_send": {
             currency: str((amount / sent).quantize(Decimal("0.01")))
             for currency, amount in sorted(revenue.items())
@@ -163,14 +185,11 @@ def _ordered(groups: dict[Any, dict[str, Any]]) -> list[tuple[Any, dict[str, Any
     return sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
 
 
-def _totals(groups: list[dict[str, Any]]) -> dict[str, Any]:
-    totals: dict[str, Any] = {name: sum(group[name] for group in groups) for name in COUNTS}
-    revenue: dict[str, Decimal] = defaultdict(Decimal)
-    for group in groups:
-        for currency, amount in group["revenue"].items():
-            revenue[currency] += amount
-    totals["revenue"] = dict(revenue)
-    return totals
+def _totals(store: Store, filters: Filters, cohort: str) -> dict[str, Any]:
+    """The headline figures: each order once, on its primary intervention, and its
+    revenue once, whatever the model (the breakdown rows may add up to more)."""
+    figures = _figures(store, filters, cohort, None, lambda _: None, shared=False)
+    return _with_rates(figures.get(None) or _empty())
 
 
 def _week(day: date) -> date:
@@ -179,12 +198,17 @@ def _week(day: date) -> date:
 
 def performance(store: Store, filters: Filters, interval: str = "day") -> dict[str, Any]:
     """Sends of the period by the day (or week, from Monday) they went out, in the
-    store's time zone; an order counts in the period of the send that earned it."""
+    store's time zone; an order counts in the period of the send that earned it (its
+    primary send; with a campaign, channel or variant filter, each credited send's share)."""
     _refresh_on_read(store, filters)
     key: Callable[[date], date] = _week if interval == "week" else (lambda day: day)
-    groups = _ordered(_figures(store, filters, Cohort.SENT, "day", key))
+    # Unsliced, the periods add up to the totals (each order once: the revenue-over-time
+    # chart must not show an any-exposure order twice); a slice (campaign, channel,
+    # variant: an experiment's arm) shows its shares, like a breakdown row.
+    sliced = filters.campaign_id is not None or bool(filters.channel or filters.variant)
+    groups = _ordered(_figures(store, filters, Cohort.SENT, "day", key, shared=sliced))
     series = [{"period": period.isoformat(), **_with_rates(row)} for period, row in groups]
-    totals = _with_rates(_totals([row for _, row in groups]))
+    totals = _totals(store, filters, Cohort.SENT)
     return {"interval": interval, "series": series, "totals": totals}
 
 
@@ -198,9 +222,9 @@ def _with_cost(channel: str, row: dict[str, Any]) -> dict[str, Any]:
     currency = settings.CHANNEL_COST_CURRENCY
     if not cost:
         return {**row, "cost": {}, "cost_per_conversion": {}}
-    per_conversion = (
-        (cost / row["converted"]).quantize(Decimal("0.0001")) if row["converted"] else None
-    )
+    # Over the shares, so an order linear splits between two channels is not paid for twice.
+    credited = Decimal(row["credited"])
+    per_conversion = (cost / credited).quantize(Decimal("0.0001")) if credited else None
     return {
         **row,
         "cost": {currency: str(cost.quantize(Decimal("0.0001")))},
@@ -215,7 +239,7 @@ def channels(store: Store, filters: Filters) -> dict[str, Any]:
     (CHANNEL_COST_*) and its cost per attributed order."""
     _refresh_on_read(store, filters)
     groups = _ordered(_figures(store, filters, Cohort.SENT, "channel", lambda name: name))
-    totals = _with_rates(_totals([row for _, row in groups]))
+    totals = _totals(store, filters, Cohort.SENT)
     return {
         "channels": [
             {"channel": channel, **_with_cost(channel, _with_rates(row))} for channel, row in groups
@@ -228,7 +252,7 @@ def campaigns(store: Store, filters: Filters) -> dict[str, Any]:
     """The same figures per campaign (``None``: sends no campaign chose), side by side."""
     _refresh_on_read(store, filters)
     groups = _ordered(_figures(store, filters, Cohort.SENT, "campaign_id", lambda pk: pk))
-    totals = _with_rates(_totals([row for _, row in groups]))
+    totals = _totals(store, filters, Cohort.SENT)
     return {
         "campaigns": [{"campaign": campaign, **_with_rates(row)} for campaign, row in groups],
         "totals": totals,
@@ -238,9 +262,7 @@ def campaigns(store: Store, filters: Filters) -> dict[str, Any]:
 def conversion_funnel(store: Store, filters: Filters) -> dict[str, Any]:
     """Carts abandoned in the period, then the interventions decided in it, step by step."""
     _refresh_on_read(store, filters)
-    figures = _figures(store, filters, Cohort.DECIDED, None, lambda _: None)
-    counts = figures.get(None) or dict.fromkeys(COUNTED, 0) | {"revenue": {}}
-    totals = _with_rates(counts)
+    totals = _totals(store, filters, Cohort.DECIDED)
     decided = (
         _rollups(DailyRollup, store, filters, Cohort.DECIDED).aggregate(n=Sum("interventions"))["n"]
         or 0

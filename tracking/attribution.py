@@ -8,7 +8,8 @@ Models (per store, overridable per campaign):
 - ``linear``: every touch in the window gets an equal share.
 - ``any_exposure``: every touch in the window gets the whole order (for experiments: each
   exposed arm counts the conversion; the shares add up to more than one order, so the
-  order itself is still counted once, on its primary touch).
+  headline totals still count the order once, on its primary touch, while the analytics'
+  breakdown rows count the shares: docs/analytics.md, "Shares").
 """
 
 from dataclasses import dataclass

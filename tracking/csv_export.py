@@ -16,6 +16,7 @@ FIGURES = (
     "opened",
     "clicked",
     "converted",
+    "credited",
     "delivery_rate",
     "open_rate",
     "click_rate",

@@ -164,10 +164,19 @@ class RevenueRollup(models.Model):
     channel = models.CharField(max_length=16)
     # "" for orders reported without one (no value to count).
     currency = models.CharField(max_length=3, blank=True)
+    # Orders whose primary intervention is on this key: each order on exactly one key, so
+    # these add up to the headline totals.
     converted = models.PositiveIntegerField(default=0)
     # None when none of these orders had a value.
     revenue = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     discount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    # The same orders as the attribution model shares them (docs/analytics.md, "Shares"):
+    # orders with a share on this key (an order counts on every key it has a share on),
+    # the sum of those shares (fractional under linear) and of their revenue shares. Equal
+    # to the three above under last and first touch.
+    credited_orders = models.PositiveIntegerField(default=0)
+    credited = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+    credited_revenue = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

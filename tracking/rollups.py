@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -131,8 +132,10 @@ def _counts(rows: QuerySet[Intervention], cohort: str, now: datetime) -> Iterato
 
 
 def _orders(
-    rows: QuerySet[Intervention], cohort: str, span: Span, now: datetime
+    rows: QuerySet[Intervention], store_ids: list[UUID], cohort: str, span: Span, now: datetime
 ) -> Iterator[RevenueRollup]:
+    """Per key and currency: the orders counted once (on their primary intervention) and
+    the same orders as the attribution model shares them (``_shares``)."""
     by = "sent_at" if cohort == Cohort.SENT else "created_at"
     orders = Conversion.objects.filter(intervention__in=rows.values("pk")).annotate(
         day=TruncDate(f"intervention__{by}", tzinfo=span.zone)
@@ -149,19 +152,112 @@ def _orders(
         .annotate(converted=Count("pk"), revenue=Sum("recovered_revenue"), discount=Sum("discount"))
         .order_by()
     )
+    figures: dict[tuple[Any, ...], RevenueRollup] = {}
+
+    def figure(key: tuple[Any, ...]) -> RevenueRollup:
+        if key not in figures:
+            figures[key] = RevenueRollup(
+                cohort=cohort,
+                refreshed_at=now,
+                **dict(zip(("day", "currency", *KEY[:1], *KEY[2:]), key, strict=True)),
+            )
+        return figures[key]
+
     for row in grouped:
-        yield RevenueRollup(
-            cohort=cohort,
-            refreshed_at=now,
-            day=row["day"],
-            currency=row["currency"],
-            store_id=row["intervention__store_id"],
-            campaign_id=row["intervention__campaign_id"],
-            variant=row["intervention__variant"],
-            channel=row["intervention__channel"],
-            converted=row["converted"],
-            revenue=row["revenue"],
-            discount=row["discount"] or 0,
+        target = figure(
+            (
+                row["day"],
+                row["currency"],
+                row["intervention__store_id"],
+                row["intervention__campaign_id"],
+                row["intervention__variant"],
+                row["intervention__channel"],
+            )
+        )
+        target.converted = row["converted"]
+        target.revenue = row["revenue"]
+        target.discount = row["discount"] or 0
+    for key, weight, revenue in _shares(rows, store_ids, span):
+        target = figure(key)
+        target.credited_orders += 1
+        target.credited += weight
+        if revenue is not None:
+            target.credited_revenue = (target.credited_revenue or Decimal(0)) + revenue
+    yield from figures.values()
+
+
+def _shares(
+    rows: QuerySet[Intervention], store_ids: list[UUID], span: Span
+) -> Iterator[tuple[tuple[Any, ...], Decimal, Any]]:
+    """Each credit an order gave one of ``rows``: ((day, currency, store, campaign, variant,
+    channel), weight, revenue share or None).
+
+    The order's ``credits`` are the record; its ``converted`` tracking rows (one per
+    credited intervention, indexed by intervention) only find the orders that credited
+    these interventions, and a ``converted`` reported through /track, which credits
+    nothing, finds no credit there. An order recorded before credits existed counts whole
+    on its primary intervention. Plain ORM and Python, so embedded mode's SQLite can run
+    it; the work follows the orders of the days recounted, not the sends.
+    """
+    cohort = rows.values("pk")
+    found = TrackingEvent.objects.filter(
+        # An order credits only sends before it, and a send is decided before it is sent:
+        # the (store, kind, occurred_at) index bounds the search to orders since the span.
+        store_id__in=store_ids,
+        kind="converted",
+        occurred_at__gte=span.since,
+        intervention__in=cohort,
+    ).values_list("store_id", "metadata__order_id")
+    wanted = {(store_id, order_id) for store_id, order_id in found if isinstance(order_id, str)}
+    orders = Conversion.objects.filter(
+        Q(intervention__in=cohort)
+        | Q(
+            store_id__in={store_id for store_id, _ in wanted},
+            order_id__in={order_id for _, order_id in wanted},
+        )
+    ).order_by("pk")
+    credits: list[tuple[str, Decimal, Any, str]] = []
+    for order in orders:
+        given = order.credits or (
+            [
+                {
+                    "intervention_id": str(order.intervention_id),
+                    "weight": "1",
+                    "recovered_revenue": order.recovered_revenue,
+                }
+            ]
+            if order.intervention_id
+            else []
+        )
+        for credit in given:
+            share = credit.get("recovered_revenue")
+            credits.append(
+                (
+                    str(credit["intervention_id"]),
+                    Decimal(str(credit["weight"])),
+                    Decimal(str(share)) if share is not None else None,
+                    order.currency,
+                )
+            )
+    keys = {
+        str(row["pk"]): row
+        for row in rows.filter(pk__in={pk for pk, *_ in credits}).values("pk", *KEY)
+    }
+    for pk, weight, revenue, currency in credits:
+        row = keys.get(pk)
+        if row is None:
+            continue  # credited a send of another day or another cohort
+        yield (
+            (
+                row["day"],
+                currency,
+                row["store_id"],
+                row["campaign_id"],
+                row["variant"],
+                row["channel"],
+            ),
+            weight,
+            revenue,
         )
 
 
@@ -209,7 +305,7 @@ def recount(store_ids: Iterable[UUID], span: Span) -> int:
             for cohort, by in ((Cohort.SENT, "sent_at"), (Cohort.DECIDED, "created_at")):
                 rows = _cohort(store_ids, span, by)
                 daily = list(_counts(rows, cohort, now))
-                revenue = list(_orders(rows, cohort, span, now))
+                revenue = list(_orders(rows, store_ids, cohort, span, now))
                 DailyRollup.objects.bulk_create(daily, batch_size=BATCH)
                 RevenueRollup.objects.bulk_create(revenue, batch_size=BATCH)
                 written += len(daily) + len(revenue)

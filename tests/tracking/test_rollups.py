@@ -104,7 +104,18 @@ def snapshot(store):
             "clicked",
             "converted",
         ),
-        rows(RevenueRollup, "cohort", *key, "currency", "converted", "revenue", "discount"),
+        rows(
+            RevenueRollup,
+            "cohort",
+            *key,
+            "currency",
+            "converted",
+            "revenue",
+            "discount",
+            "credited_orders",
+            "credited",
+            "credited_revenue",
+        ),
         rows(SuppressionRollup, *key, "reason", "count"),
     )
 

@@ -131,9 +131,25 @@ class TotalsSerializer(serializers.Serializer):
     delivered = serializers.IntegerField()
     opened = serializers.IntegerField(help_text="Interventions opened at least once.")
     clicked = serializers.IntegerField(help_text="Interventions clicked at least once.")
-    converted = serializers.IntegerField(help_text="Orders attributed to these sends.")
+    converted = serializers.IntegerField(
+        help_text=(
+            "Orders attributed to these sends. In totals: each order once, on its primary "
+            "touch. In a row of a breakdown: the orders that credited a send of the row "
+            "(under any exposure, each exposed arm counts the order)."
+        )
+    )
+    credited = serializers.CharField(
+        help_text=(
+            "The orders' shares as the attribution model gives them, 4 decimal places "
+            "(fractional under linear; equal to converted under last and first touch)."
+        )
+    )
     revenue = serializers.DictField(
-        child=serializers.CharField(), help_text="Recovered revenue per currency."
+        child=serializers.CharField(),
+        help_text=(
+            "Recovered revenue per currency: in totals each order's once, in a breakdown "
+            "row the revenue shares credited to its sends."
+        ),
     )
 
 
@@ -162,7 +178,8 @@ class ChannelMetricsSerializer(MetricsSerializer):
         help_text="What the sends cost, from the CHANNEL_COST_* settings ({} when unknown).",
     )
     cost_per_conversion = serializers.DictField(
-        child=serializers.CharField(), help_text="Cost per attributed order ({} without orders)."
+        child=serializers.CharField(),
+        help_text="Cost over the credited orders ({} without orders).",
     )
 
 
