@@ -253,6 +253,18 @@ def test_cancel_before_send_and_409_after(shop, provider):
     assert "sent" in refused.json()["error"]["message"]
 
 
+def test_schedule_without_a_send_time_is_a_400_naming_it_and_stores_nothing(shop):
+    refused = shop.client.post(
+        "/api/v1/interventions/schedule",
+        {"user_id": "sam", "channel": "email", "user": SAM},
+        format="json",
+    )
+
+    assert refused.status_code == 400
+    assert "scheduled_at" in refused.json()["error"]["fields"]
+    assert not Intervention.objects.exists()
+
+
 def test_patch_reschedules_and_edits_content_before_send(shop):
     later = timezone.now() + timedelta(hours=1)
     created = shop.client.post(
