@@ -8,6 +8,7 @@ charts read it from there, so no value is ever written into a script by a templa
 
 from collections import defaultdict
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Case, CharField, Count, F, Q, Value, When
@@ -64,9 +65,10 @@ def revenue_series(series: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def top_campaigns(store: Store, filters: analytics.Filters) -> list[dict[str, Any]]:
-    """The campaigns with the most attributed orders (then sends) in the period."""
+    """The campaigns with the most credit for orders (then sends) in the period: under a
+    linear model, half an order ranks below a whole one."""
     rows = [row for row in analytics.campaigns(store, filters)["campaigns"] if row["campaign"]]
-    rows.sort(key=lambda row: (-row["converted"], -row["sent"], row["campaign"]))
+    rows.sort(key=lambda row: (-Decimal(row["credited"]), -row["sent"], row["campaign"]))
     top = rows[:TOP_CAMPAIGNS]
     names = dict(
         Campaign.objects.filter(store=store, pk__in=[row["campaign"] for row in top]).values_list(
