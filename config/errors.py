@@ -1,5 +1,6 @@
 """One error shape for every 4xx and 5xx: {"error": {"code", "message", "fields"}}."""
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,7 +18,8 @@ logger = structlog.get_logger(__name__)
 
 DATABASE_UNAVAILABLE = Counter(
     "engine_database_unavailable_total",
-    "API requests answered 503 because PostgreSQL could not be reached or the pool was empty.",
+    "Requests that could not reach PostgreSQL (or found the pool empty): answered 503, or,"
+    " for the open pixel, served without recording the open.",
 )
 # Long enough for a pool to reconnect after PostgreSQL returns (docs/operations.md).
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -106,6 +108,34 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         error_body("internal_error", "An unexpected error occurred; it has been logged."),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+def database_unavailable_response() -> HttpResponse:
+    response = _json_error(
+        503, "database_unavailable", "The database is unavailable; retry shortly."
+    )
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """The admin, webhooks and links answer a PostgreSQL outage as the API does: 503 with
+    ``Retry-After``, not a 500. A provider retries a webhook on a 5xx either way, but a
+    500 pages whoever is on call for a bug, and an outage is not one; the API's own views
+    answer first, through ``api_exception_handler``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        DATABASE_UNAVAILABLE.inc()
+        logger.warning("database_unavailable", path=request.path, error=str(exception))
+        return database_unavailable_response()
 
 
 def _json_error(status_code: int, code: str, message: str) -> HttpResponse:

@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django_structlog.middlewares.RequestMiddleware",
     # Inside django-structlog's middleware: it clears the bound request id on the way out.
     "config.observability.RequestIdHeaderMiddleware",
+    "config.errors.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

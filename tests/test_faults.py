@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
@@ -21,10 +22,14 @@ import pytest
 import redis
 import requests
 import websockets
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from django.test import Client
 
 from realtime.tokens import issue_token
 from tests.support import processes
 from tests.support.processes import Daphne, free_port, wait_for
+from tracking.links import open_pixel_url, recovery_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -359,3 +364,39 @@ def _summarise(outcomes: list) -> dict:
         "recovery_seconds": round(successes_after[0], 1) if successes_after else None,
         "last_5s": dict(last),
     }
+
+
+def test_admin_links_and_pixel_answer_a_postgres_outage_without_a_500(daytime_store):
+    """Only the API had a 503 for an outage; a marketer in the admin and a shopper
+    clicking an email link got a plain 500, and an email's open pixel a broken image."""
+    shop = daytime_store
+    marketer = User.objects.create_superuser("outage-marketer", "m@example.com", "pw-123456")
+    browser = Client()
+    browser.force_login(marketer)
+    session_cookie = browser.cookies[django_settings.SESSION_COOKIE_NAME].value
+    intervention_id = uuid.uuid4()
+    pixel_path = urlsplit(open_pixel_url(intervention_id)).path
+    link_path = urlsplit(recovery_url(shop.store.pk, "cart-1", intervention_id)).path
+
+    database_url = processes.test_database_url()
+    proxy = CuttableProxy(urlsplit(database_url).port or 5432)
+    server = Daphne(DATABASE_URL=through_proxy(database_url, proxy.port), DATABASE_POOL_TIMEOUT="2")
+    try:
+        server.start()
+        session = requests.Session()
+        session.cookies.set(django_settings.SESSION_COOKIE_NAME, session_cookie)
+        assert session.get(f"{server.url}/admin/", timeout=10).status_code == 200
+        proxy.cut()
+        admin = session.get(f"{server.url}/admin/", timeout=15)
+        link = session.get(f"{server.url}{link_path}", timeout=15, allow_redirects=False)
+        pixel = session.get(f"{server.url}{pixel_path}", timeout=15)
+    finally:
+        server.stop()
+        proxy.stop()
+
+    for answer in (admin, link):
+        assert answer.status_code == 503, server.output()
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.json()["error"]["code"] == "database_unavailable"
+    assert pixel.status_code == 200
+    assert pixel.headers["Content-Type"] == "image/gif"

@@ -8,10 +8,11 @@ from urllib.parse import quote
 
 import structlog
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.utils import timezone
 
-from config.errors import error_body
+from config.errors import DATABASE_UNAVAILABLE, error_body
 from interventions.models import Intervention
 from stores.models import Store
 from tracking.actions import do_record_tracking_event
@@ -55,22 +56,30 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     """Always the same 1x1 GIF, whatever the token: a broken image in an email looks
     like a broken email, and an error would tell a prober which tokens are valid."""
     try:
-        intervention_id, signed_before_sealing = read_open_pixel_token(token)
-    except InvalidLink:
-        intervention = None
-    else:
-        interventions = Intervention.objects.filter(pk=intervention_id)
-        if signed_before_sealing:
-            # Those tokens carry no issue time: the intervention's age stands in for it.
-            interventions = interventions.filter(
-                created_at__gte=timezone.now() - timedelta(days=settings.OPEN_PIXEL_MAX_AGE_DAYS)
-            )
-        intervention = interventions.first()
-    if intervention is not None:
-        do_record_tracking_event(
-            intervention, "opened", source="pixel", metadata={"channel": intervention.channel}
-        )
+        _record_open(token)
+    except (OperationalError, InterfaceError) as exc:
+        # PostgreSQL is down: this open is lost, but the email still looks whole.
+        DATABASE_UNAVAILABLE.inc()
+        logger.warning("open_pixel_not_recorded", reason="database_unavailable", error=str(exc))
     response = HttpResponse(TRANSPARENT_GIF, content_type="image/gif")
     # Every display should reach us, not a cache (dedupe decides what counts).
     response["Cache-Control"] = "no-store, private"
     return response
+
+
+def _record_open(token: str) -> None:
+    try:
+        intervention_id, signed_before_sealing = read_open_pixel_token(token)
+    except InvalidLink:
+        return
+    interventions = Intervention.objects.filter(pk=intervention_id)
+    if signed_before_sealing:
+        # Those tokens carry no issue time: the intervention's age stands in for it.
+        interventions = interventions.filter(
+            created_at__gte=timezone.now() - timedelta(days=settings.OPEN_PIXEL_MAX_AGE_DAYS)
+        )
+    intervention = interventions.first()
+    if intervention is not None:
+        do_record_tracking_event(
+            intervention, "opened", source="pixel", metadata={"channel": intervention.channel}
+        )
