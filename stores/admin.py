@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from interventions.actions import do_erase_shopper
+from stores import audit
 from stores.admin_scoping import StoreScopedAdmin, StoreScopedTabularInline, store_ids_granting
 from stores.api_keys import announce_access_changed
 from stores.models import AuditEntry, Shopper, Store, StoreApiKey, StoreMembership, StoreRole
@@ -57,6 +58,35 @@ class MembershipOfUserInline(StoreScopedTabularInline):
         return self.scope(queryset, store_ids_granting(request, StoreRole.OWNER))
 
 
+class AuditsMembershipEdits(admin.ModelAdmin):
+    """Who gave whom which role in a store is the first question after an incident, so
+    the membership rows edited inline are audited like the page's own object."""
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not StoreMembership:
+            super().save_formset(request, form, formset, change)
+            return
+        actor = request.user.get_username()
+        # The forms have already written their values into the instances: the database
+        # still holds what was there before.
+        before = {
+            membership.pk: audit.snapshot(membership)
+            for membership in StoreMembership.objects.filter(
+                pk__in=[f.instance.pk for f in formset.initial_forms if f.instance.pk]
+            )
+        }
+        for deleted in formset.deleted_forms:
+            if deleted.instance.pk in before:
+                audit.do_record_audit(
+                    deleted.instance, actor, "deleted", audit.diff(before[deleted.instance.pk], {})
+                )
+        super().save_formset(request, form, formset, change)
+        for membership in formset.new_objects:
+            audit.do_record_added(membership, actor)
+        for membership, _fields in formset.changed_objects:
+            audit.do_record_changed(membership, actor, before.get(membership.pk, {}))
+
+
 class AnnouncesAccessChanges(admin.ModelAdmin):
     """A key revoked or a store edited here takes effect at once in every web process,
     which otherwise remember verified keys and their store for a few seconds
@@ -76,7 +106,7 @@ class AnnouncesAccessChanges(admin.ModelAdmin):
 
 
 @admin.register(Store)
-class StoreAdmin(AnnouncesAccessChanges, StoreScopedAdmin):
+class StoreAdmin(AuditsMembershipEdits, AnnouncesAccessChanges, StoreScopedAdmin):
     store_path = "pk"
     managing_role = StoreRole.OWNER
     audited = frozenset({"added", "changed", "deleted"})
@@ -184,5 +214,5 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditsMembershipEdits, DjangoUserAdmin):
     inlines = [*DjangoUserAdmin.inlines, MembershipOfUserInline]

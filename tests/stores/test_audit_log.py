@@ -193,3 +193,40 @@ def test_marketers_read_their_stores_log_only_and_nobody_edits_it(shop, other_sh
     assert edit.status_code == 403
     assert delete.status_code == 403
     assert AuditEntry.objects.get(pk=ours.pk).actor.startswith("api key:")
+
+
+def test_membership_edits_in_the_store_page_are_logged(shop):
+    owner = member("olive", shop.store)
+    member("mia", shop.store, StoreRole.MARKETER)
+    member("vic", shop.store, StoreRole.VIEWER)
+    url = reverse("admin:stores_store_change", args=[shop.store.pk])
+    page = owner.get(url)
+    form = {
+        field.name: field.value()
+        for field in page.context["adminform"].form
+        if field.value() not in (None, "")
+    }
+    memberships = page.context["inline_admin_formsets"][0].formset
+    form.update(memberships.management_form.initial)
+    form = {f"memberships-{k}" if k.endswith("_FORMS") else k: v for k, v in form.items()}
+    for inline in memberships.forms:
+        username = inline.instance.user.username
+        for name in ("id", "store", "user", "role"):
+            form[inline.add_prefix(name)] = inline[name].value()
+        if username == "mia":
+            form[inline.add_prefix("role")] = StoreRole.OWNER
+        if username == "vic":
+            form[inline.add_prefix("DELETE")] = "on"
+    form = {k: ("on" if v is True else v) for k, v in form.items() if v is not False}
+
+    response = owner.post(url, form)
+
+    assert response.status_code == 302, response.context["inline_admin_formsets"][0].formset.errors
+    logged = {
+        (actor, action, changes.get("role", [None, None])[0], changes.get("role", [None, None])[1])
+        for actor, action, _, changes in entries(shop.store, object_type="stores.storemembership")
+    }
+    assert logged == {
+        ("olive", "changed", StoreRole.MARKETER, StoreRole.OWNER),
+        ("olive", "deleted", StoreRole.VIEWER, None),
+    }
