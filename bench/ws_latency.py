@@ -120,6 +120,35 @@ def generate(
     asyncio.run(run())
 
 
+async def read(socket, received: dict[str, float], closed: list, ack: int) -> None:
+    try:
+        async for text in socket:
+            frame = json.loads(text)
+            if frame["type"] != "intervention":
+                continue
+            received[frame["payload"]["content"]["bench_id"]] = time.time()
+            if ack:
+                await socket.send(
+                    json.dumps({"type": "ack", "payload": {"messageId": frame["messageId"]}})
+                )
+    except websockets.ConnectionClosed:
+        pass
+    # The engine closes (4408) a socket silent for WS_IDLE_TIMEOUT_SECONDS; its shopper's
+    # frames would look lost, so closed sockets are counted.
+    closed.append(socket.close_code)
+
+
+async def heartbeat(socket, seconds: float) -> None:
+    """As the storefront client does (docs/websocket-protocol.md#keep-alive)."""
+    await asyncio.sleep(seconds * random.uniform(0.5, 1.0))
+    try:
+        while True:
+            await socket.send(json.dumps({"type": "heartbeat", "payload": {}}))
+            await asyncio.sleep(seconds)
+    except websockets.ConnectionClosed:
+        pass
+
+
 async def main(args: argparse.Namespace) -> None:
     raise_open_files()
     store = prepare_store()
@@ -129,27 +158,23 @@ async def main(args: argparse.Namespace) -> None:
     servers = [Server(18181 + i, **env).start() for i in range(args.servers)]
     received: dict[str, float] = {}
     sockets = []
+    heartbeats: list[float] = []
+    closed: list[int | None] = []
     try:
         for index, (user, token) in enumerate(zip(users, tokens, strict=True)):
             server = servers[index % len(servers)]
             socket = await websockets.connect(
                 f"{server.ws}/ws/user/{user}/?token={token}", ping_interval=None
             )
-            await socket.recv()  # config
+            config = json.loads(await socket.recv())
+            heartbeats.append(float(config.get("payload", {}).get("heartbeat_seconds") or 25))
             sockets.append(socket)
 
-        async def read(socket) -> None:
-            async for text in socket:
-                frame = json.loads(text)
-                if frame["type"] != "intervention":
-                    continue
-                received[frame["payload"]["content"]["bench_id"]] = time.time()
-                if args.ack:
-                    await socket.send(
-                        json.dumps({"type": "ack", "payload": {"messageId": frame["messageId"]}})
-                    )
-
-        readers = [asyncio.create_task(read(s)) for s in sockets]
+        readers = [asyncio.create_task(read(s, received, closed, args.ack)) for s in sockets]
+        readers += [
+            asyncio.create_task(heartbeat(s, seconds))
+            for s, seconds in zip(sockets, heartbeats, strict=True)
+        ]
         cpu_before = [s.cpu_seconds() for s in servers]
         results: multiprocessing.Queue = multiprocessing.Queue()
         start_at = time.time() + 1
@@ -197,6 +222,7 @@ async def main(args: argparse.Namespace) -> None:
                     "http_statuses": statuses,
                     "frames_received": len(latencies),
                     "frames_missing": len(accepted) - len(latencies),
+                    "sockets_closed_by_server": len(closed),
                     "trigger_to_frame_ms": {
                         "p50": round(percentile(latencies, 0.50), 1),
                         "p95": round(percentile(latencies, 0.95), 1),
