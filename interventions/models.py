@@ -531,10 +531,9 @@ def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Mod
             for name, field in zip(names, columns, strict=True)
         ),
     ]
-    arrays = ", ".join(
-        f"(%s)::{field.db_type(connection).split('(')[0]}[]"  # type: ignore[union-attr]
-        for field in [pk, opts.get_field("status"), *columns]
-    )
+    status = opts.get_field("status")
+    assert isinstance(status, models.Field)
+    arrays = ", ".join(_array_of(field, connection) for field in [pk, status, *columns])
     aliases = ", ".join(f"c{index}" for index in range(len(columns)))
     statement = (
         f"WITH moved AS (UPDATE {quote(opts.db_table)} AS t "  # noqa: S608
@@ -561,6 +560,11 @@ def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Mod
     return moved
 
 
+def _array_of(field: models.Field, connection: Any) -> str:
+    # varchar[], not varchar(16)[]: no truncation on the way in (as Django's UNNEST does).
+    return f"(%s)::{str(field.db_type(connection)).split('(')[0]}[]"
+
+
 def _insert_for_moved(
     model: type[models.Model], rows: list[models.Model], connection: Any
 ) -> tuple[str, list[Any]]:
@@ -570,7 +574,7 @@ def _insert_for_moved(
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
     arrays, params = [], []
     for field in fields:
-        arrays.append(f"(%s)::{field.db_type(connection).split('(')[0]}[]")
+        arrays.append(_array_of(field, connection))
         params.append(
             [field.get_db_prep_save(field.pre_save(row, add=True), connection) for row in rows]
         )
