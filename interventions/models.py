@@ -7,7 +7,7 @@ Lifecycle (docs/delivery.md):
        └───────────┴──────────┴──────────┴────────┴─▶ suppressed | cancelled | failed
 
 ``record_created()`` writes an intervention's first status; after that ``transition()``
-(or its bulk form ``transition_many()``) is the only way a status changes: a conditional
+(or its bulk forms ``transition_each()`` and ``transition_many()``) is the only way a status changes: a conditional
 UPDATE (the row moves only if it is still in an allowed source state, so two workers
 racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it
 and an outbox row telling other services (docs/webhooks.md), in the same transaction.
