@@ -460,9 +460,10 @@ def transition_each(
     reason: str,
 ) -> list[Intervention]:
     """A burst of ``transition``s (WebSocket acks): each intervention moves to ``target``
-    if it still has the status it was read with, with its own extra fields and its own
-    rows to record beside the history and outbox rows (a tracking row, say). Returns the
-    interventions that moved; the others changed meanwhile and are left alone.
+    if it still has the status it was read with, with its own values of the same extra
+    fields and its own rows to record beside the history and outbox rows (a tracking row,
+    say). Returns the interventions that moved; the others changed meanwhile and are left
+    alone.
 
     One statement on PostgreSQL (issue 12), as ``transition`` does for one row: the UPDATE
     of the whole batch with every INSERT hanging off its RETURNING, so a row is written
@@ -518,6 +519,7 @@ def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Mod
     # Every value an array parameter, one element per intervention, typed as its column
     # (as Django's own bulk INSERT does with UNNEST), so the SQL is the same for any batch.
     names = list(planned[0][1])
+    assert all(list(changes) == names for _, changes, _ in planned)  # one column per array
     columns: list[models.Field] = []
     for name in names:
         field = opts.get_field(name)
