@@ -7,7 +7,7 @@ Lifecycle (docs/delivery.md):
        └───────────┴──────────┴──────────┴────────┴─▶ suppressed | cancelled | failed
 
 ``record_created()`` writes an intervention's first status; after that ``transition()``
-(or its bulk form ``transition_many()``) is the only way a status changes: a conditional
+(or its bulk forms ``transition_each()`` and ``transition_many()``) is the only way a status changes: a conditional
 UPDATE (the row moves only if it is still in an allowed source state, so two workers
 racing for the same row cannot both win) plus an ``InterventionEvent`` row recording it
 and an outbox row telling other services (docs/webhooks.md), in the same transaction.
@@ -452,6 +452,144 @@ def transition_many(
             for intervention, from_status in moved
         )
     return [intervention for intervention, _ in moved]
+
+
+def transition_each(
+    moves: Sequence[tuple[Intervention, dict[str, Any], Sequence[models.Model]]],
+    target: str,
+    reason: str,
+) -> list[Intervention]:
+    """A burst of ``transition``s (WebSocket acks): each intervention moves to ``target``
+    if it still has the status it was read with, with its own values of the same extra
+    fields and its own rows to record beside the history and outbox rows (a tracking row,
+    say). Returns the interventions that moved; the others changed meanwhile and are left
+    alone.
+
+    One statement on PostgreSQL (issue 12), as ``transition`` does for one row: the UPDATE
+    of the whole batch with every INSERT hanging off its RETURNING, so a row is written
+    exactly for the interventions that moved, atomically without a transaction, in one
+    round trip instead of the ten a locked SELECT, an UPDATE and four INSERTs in a
+    transaction took. The UPDATE holds each moved row's lock while the outbox rows get
+    their ids, so one intervention's events still get ids in the order they commit.
+    """
+    now = timezone.now()
+    reason = reason[:500]
+    planned: list[tuple[Intervention, dict[str, Any], list[models.Model]]] = []
+    seen = set()
+    for intervention, fields, extra in moves:
+        if intervention.pk in seen or intervention.status not in ALLOWED_SOURCES[target]:
+            continue
+        seen.add(intervention.pk)
+        changes = {"status": target, "status_reason": reason, "updated_at": now, **fields}
+        moved = copy.copy(intervention)
+        for name, value in changes.items():
+            setattr(moved, name, value)
+        history = InterventionEvent(
+            intervention=intervention,
+            from_status=intervention.status,
+            to_status=target,
+            reason=reason,
+            at=now,
+        )
+        event = outbox.status_changed(moved, intervention.status, target, reason, now)
+        planned.append((intervention, changes, [history, event, *extra]))
+    if not planned:
+        return []
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        with transaction.atomic(savepoint=False):
+            moved_ids = {i.pk for i, c, rows in planned if _move(i, i.status, c, rows)}
+    else:
+        moved_ids = _move_each(planned)
+    done = []
+    for intervention, changes, _ in planned:
+        if intervention.pk in moved_ids:
+            for name, value in changes.items():
+                setattr(intervention, name, value)
+            done.append(intervention)
+    return done
+
+
+def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Model]]]) -> set[Any]:
+    """``_move`` for many rows in one statement: the ids that moved."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    opts = Intervention._meta
+    pk = opts.pk
+    assert pk is not None
+    # Every value an array parameter, one element per intervention, typed as its column
+    # (as Django's own bulk INSERT does with UNNEST), so the SQL is the same for any batch.
+    names = list(planned[0][1])
+    assert all(list(changes) == names for _, changes, _ in planned)  # one column per array
+    columns: list[models.Field] = []
+    for name in names:
+        field = opts.get_field(name)
+        assert isinstance(field, models.Field)  # a column of the row, not a relation's
+        columns.append(field)
+    params: list[Any] = [
+        [pk.get_db_prep_value(i.pk, connection) for i, _, _ in planned],
+        [i.status for i, _, _ in planned],
+        *(
+            [field.get_db_prep_save(changes[name], connection) for _, changes, _ in planned]
+            for name, field in zip(names, columns, strict=True)
+        ),
+    ]
+    status = opts.get_field("status")
+    assert isinstance(status, models.Field)
+    arrays = ", ".join(_array_of(field, connection) for field in [pk, status, *columns])
+    aliases = ", ".join(f"c{index}" for index in range(len(columns)))
+    statement = (
+        f"WITH moved AS (UPDATE {quote(opts.db_table)} AS t "  # noqa: S608
+        f"SET {', '.join(f'{quote(str(f.column))} = w.c{i}' for i, f in enumerate(columns))} "
+        f"FROM unnest({arrays}) AS w(id, expected, {aliases}) "
+        f"WHERE t.{quote(str(pk.column))} = w.id AND t.{quote('status')} = w.expected "
+        f"RETURNING t.{quote(str(pk.column))} AS id)"
+    )
+    by_model: dict[type[models.Model], list[models.Model]] = {}
+    for _, _, rows in planned:
+        for row in rows:
+            by_model.setdefault(type(row), []).append(row)
+    for index, (model, rows) in enumerate(by_model.items()):
+        insert, insert_params = _insert_for_moved(model, rows, connection)
+        statement += f", rows{index} AS ({insert})"
+        params += insert_params
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} SELECT id FROM moved", params)  # noqa: S608
+        moved = {row[0] for row in cursor.fetchall()}
+    for _, _, rows in planned:
+        for row in rows:
+            if getattr(row, "intervention_id", None) in moved:
+                row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+    return moved
+
+
+def _array_of(field: models.Field, connection: Any) -> str:
+    # varchar[], not varchar(16)[]: no truncation on the way in (as Django's UNNEST does).
+    return f"(%s)::{str(field.db_type(connection)).split('(')[0]}[]"
+
+
+def _insert_for_moved(
+    model: type[models.Model], rows: list[models.Model], connection: Any
+) -> tuple[str, list[Any]]:
+    """INSERT ``rows`` whose ``intervention_id`` is in ``moved``, in the given order
+    (outbox ids must follow it), from one array per column."""
+    quote = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+    arrays, params = [], []
+    for field in fields:
+        arrays.append(_array_of(field, connection))
+        params.append(
+            [field.get_db_prep_save(field.pre_save(row, add=True), connection) for row in rows]
+        )
+    aliases = [f"c{index}" for index in range(len(fields))]
+    link = aliases[[f.attname for f in fields].index("intervention_id")]
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(str(f.column)) for f in fields)}) "
+        f"SELECT {', '.join(aliases)} FROM unnest({', '.join(arrays)}) "
+        f"WITH ORDINALITY AS v({', '.join(aliases)}, position) "
+        f"WHERE {link} IN (SELECT id FROM moved) ORDER BY position RETURNING 1"
+    )
+    return sql, params
 
 
 def record_created(created: Sequence[tuple[Intervention, InterventionEvent]]) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
@@ -25,6 +24,7 @@ from templates.rendering import (
     CHANNEL_FIELDS,
     VARIABLE_TYPES,
     RenderError,
+    published_cache,
     published_cache_key,
     render_content,
     render_value,
@@ -298,8 +298,8 @@ def do_delete_template(template: Template) -> None:
 def _forget_published(template: Template) -> None:
     key = published_cache_key(template.store_id, template.key)
     # After commit, or a render racing the publish could re-cache the old version.
-    transaction.on_commit(lambda: cache.delete(key))
-    cache.delete(key)
+    transaction.on_commit(lambda: published_cache().delete(key))
+    published_cache().delete(key)
 
 
 def preview_version(

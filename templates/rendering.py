@@ -7,12 +7,13 @@ intervention. Rendering runs in the sandbox of ``templates.sandbox``.
 """
 
 import copy
+import functools
 import html
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.utils.html import strip_tags
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from prometheus_client import Counter, Histogram
@@ -92,9 +93,18 @@ def published_cache_key(store_id: Any, template_key: str) -> str:
     return f"template:published:{store_id}:{template_key}"
 
 
+@functools.cache
+def published_cache() -> BaseCache:
+    """One cache client per process. Django's ``cache`` is per request context under ASGI:
+    each request built a new RedisCache, so a new connection pool, and opened a new TCP
+    connection to Redis for its first render (issue 12). Redis stays the shared store, so
+    a publish still reaches every process at once."""
+    return caches.create_connection(DEFAULT_CACHE_ALIAS)
+
+
 def published_template(store_id: Any, template_key: str) -> PublishedTemplate:
     key = published_cache_key(store_id, template_key)
-    cached = cache.get(key)
+    cached = published_cache().get(key)
     if cached is not None:
         return PublishedTemplate(**cached)
     template = (
@@ -117,7 +127,7 @@ def published_template(store_id: Any, template_key: str) -> PublishedTemplate:
         variables=version.variables,
         fallback_locale=template.fallback_locale,
     )
-    cache.set(key, published.__dict__, PUBLISHED_CACHE_SECONDS)
+    published_cache().set(key, published.__dict__, PUBLISHED_CACHE_SECONDS)
     return published
 
 

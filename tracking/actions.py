@@ -18,6 +18,7 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from interventions.models import Cart, Intervention, Status
 from outbound import outbox
+from outbound.models import OutboxEvent
 from stores.models import Shopper, Store
 from tracking.attribution import Attribution, Touch, attribute
 from tracking.models import Conversion, TrackingEvent
@@ -170,6 +171,21 @@ def do_record_tracking_events(events: list[tuple[Intervention, str, str, datetim
             for intervention, kind, source, occurred_at in events
         )
         outbox.record(outbox.tracked(row) for row in rows)
+
+
+def tracking_rows(
+    intervention: Intervention, kind: str, source: str, occurred_at: datetime
+) -> list[TrackingEvent | OutboxEvent]:
+    """The rows one tracking event is, unsaved: for a status change to write in its own
+    statement (``transition_each``), which holds the intervention's lock as it does."""
+    row = TrackingEvent(
+        store_id=intervention.store_id,
+        intervention=intervention,
+        kind=kind,
+        source=source,
+        occurred_at=occurred_at,
+    )
+    return [row, outbox.tracked(row)]
 
 
 class ConversionConflict(Exception):

@@ -15,9 +15,9 @@ from interventions.models import (
     Intervention,
     Status,
     transition,
-    transition_many,
+    transition_each,
 )
-from tracking.actions import do_record_tracking_event, do_record_tracking_events
+from tracking.actions import do_record_tracking_event, tracking_rows
 
 
 def do_cancel_intervention(intervention: Intervention, reason: str = "cancelled by API") -> None:
@@ -86,19 +86,21 @@ def do_mark_delivered_many(
 ) -> set[Any]:
     """sent → delivered for a batch (WebSocket acks arrive in bursts): the ids that moved.
 
-    Same result as ``do_mark_delivered`` one by one (status, history row, tracking row),
-    in one locked SELECT, one UPDATE and two bulk INSERTs instead of four statements each.
+    Same result as ``do_mark_delivered`` one by one (status, history row, tracking row,
+    their outbox rows), in one statement for the whole batch (``transition_each``).
     """
-    at_of = {intervention.pk: at for intervention, at in deliveries}
-    with transaction.atomic():
-        moved = transition_many(
-            [(intervention, {"delivered_at": at}) for intervention, at in deliveries],
-            Status.DELIVERED,
-            f"delivered ({source})",
-        )
-        do_record_tracking_events(
-            [(intervention, "delivered", source, at_of[intervention.pk]) for intervention in moved]
-        )
+    moved = transition_each(
+        [
+            (
+                intervention,
+                {"delivered_at": at},
+                tracking_rows(intervention, "delivered", source, at),
+            )
+            for intervention, at in deliveries
+        ],
+        Status.DELIVERED,
+        f"delivered ({source})",
+    )
     for intervention in moved:
         metrics.DELIVERED.labels(channel=intervention.channel).inc()
     return {intervention.pk for intervention in moved}

@@ -55,6 +55,18 @@ def test_request_id_is_returned_and_logged(client, caplog):
     assert response["X-Request-ID"] == "req-abc-123"
 
 
+def test_a_request_logs_one_line_with_its_id_and_outcome(client, caplog):
+    """request_started said nothing request_finished does not (issue 12: every line costs
+    ~30 us of the web process's CPU per request)."""
+    with caplog.at_level(logging.INFO):
+        client.get("/health", HTTP_X_REQUEST_ID="req-one-line")
+
+    lines = [r.msg for r in caplog.records if r.name == "django_structlog.middlewares.request"]
+    assert [(line["event"], line["request_id"], line.get("code")) for line in lines] == [
+        ("request_finished", "req-one-line", 200)
+    ]
+
+
 def test_request_id_is_generated_when_absent(client):
     response = client.get("/health")
 

@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import channels.consumer
 import pytest
 from channels.db import database_sync_to_async
 from django.core import signing
@@ -114,6 +115,35 @@ async def test_server_sends_heartbeats_and_answers_the_clients(storefront, chann
 
     assert server_beat["type"] == "heartbeat"
     assert reply["type"] == "heartbeat"
+    await client.disconnect()
+
+
+async def test_client_frames_are_answered_without_a_hop_to_the_database_thread(
+    storefront, channel_layer, monkeypatch
+):
+    """Channels closes stale database connections in the shared sync thread before every
+    message a consumer handles; for heartbeats and acks that thread hop cost more CPU than
+    the frame (issue 12). Database work keeps its housekeeping around each call."""
+    client, _ = await open_room(room_url(storefront.store.pk))
+    housekeeping = []
+
+    async def close_old_connections_in_the_sync_thread() -> None:
+        housekeeping.append(1)
+
+    # Channels' testing communicator makes the housekeeping itself a no-op; count the hops.
+    monkeypatch.setattr(
+        channels.consumer, "aclose_old_connections", close_old_connections_in_the_sync_thread
+    )
+
+    for index in range(3):
+        await client.send_json_to(
+            {"type": "heartbeat", "payload": {}, "timestamp": "", "messageId": f"c-{index}"}
+        )
+        reply = await client.receive_json_from(timeout=2)
+        while reply["payload"].get("reply_to") != f"c-{index}":
+            reply = await client.receive_json_from(timeout=2)
+
+    assert housekeeping == []
     await client.disconnect()
 
 

@@ -1,12 +1,19 @@
 """What the pipeline gets from a template: the published version, localized, with defaults."""
 
+import contextlib
+import contextvars
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import pytest
+from django.conf import settings
 
 from interventions.actions.personalization import build_context, unique_discount_code
 from interventions.models import Cart
 from stores.actions import do_upsert_shopper
 from templates import actions
-from templates.rendering import RenderError, render_message
+from templates.rendering import RenderError, published_template, render_message
 from tracking.links import read_recovery_token
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +159,32 @@ def test_discount_can_carry_a_code_unique_to_the_intervention(shop):
     )
 
     assert context["discount"] == {"percent": "10", "code": unique_discount_code("i-42", "back")}
+
+
+def redis_sockets_of_this_process() -> int:
+    port = f":{urlsplit(settings.REDIS_URL).port or 6379:04X}"
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                ours.add(target[8:-1])
+    established = [
+        line.split()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6")
+        for line in Path(table).read_text().splitlines()[1:]
+    ]
+    return sum(1 for f in established if f[2].endswith(port) and f[3] == "01" and f[9] in ours)
+
+
+def test_concurrent_requests_render_through_one_redis_connection(shop, template):
+    """Under ASGI each request has its own context, and Django's ``cache`` one client per
+    context: every render in a request opened a connection to Redis of its own (issue 12)."""
+    published_template(shop.store.pk, "cart-reminder")
+    before = redis_sockets_of_this_process()
+
+    requests = [contextvars.Context() for _ in range(5)]
+    for request in requests:
+        request.run(published_template, shop.store.pk, "cart-reminder")
+
+    assert redis_sockets_of_this_process() == before
