@@ -454,6 +454,10 @@ BANDIT_DRAWS = env.int("BANDIT_DRAWS", default=10_000)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
+# How far a client's clock may run ahead of ours (or behind the intervention's creation)
+# before a reported occurred_at is refused: phones and browsers drift by seconds to
+# minutes, a report hours off is a bug or a forgery that would land in another day's figures.
+TRACKING_CLOCK_SKEW_SECONDS = env.int("TRACKING_CLOCK_SKEW_SECONDS", default=300)
 # Analytics read daily rollups (docs/analytics.md): beat recounts the last
 # ROLLUP_RECENT_DAYS store days every ROLLUP_REFRESH_SECONDS, and ROLLUP_WINDOW_DAYS (the
 # 72 h attribution window plus a time-zone day) every ROLLUP_WINDOW_REFRESH_SECONDS: a

@@ -11,7 +11,13 @@ REPORTED_EVENTS = ["delivered", "displayed", "opened", "clicked", "dismissed", "
 class TrackEventSerializer(StrictSerializer):
     event = serializers.ChoiceField(choices=REPORTED_EVENTS)
     metadata = serializers.DictField(required=False, default=dict)
-    occurred_at = DateTimeField(required=False, help_text="When it happened; default: now.")
+    occurred_at = DateTimeField(
+        required=False,
+        help_text="When it happened; default: now. At most TRACKING_CLOCK_SKEW_SECONDS "
+        "(300 s by default) in the future or before the intervention was created, and not "
+        "older than tracking retention (RETENTION_TRACKING_EVENTS_DAYS); otherwise a 400 "
+        "naming `occurred_at` with the reason.",
+    )
 
 
 class TrackResultSerializer(serializers.Serializer):
