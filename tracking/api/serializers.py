@@ -177,21 +177,26 @@ class PerformanceSerializer(serializers.Serializer):
     totals = MetricsSerializer()
 
 
-class ChannelMetricsSerializer(MetricsSerializer):
-    channel = serializers.CharField()
+class CostedMetricsSerializer(MetricsSerializer):
     cost = serializers.DictField(
         child=serializers.CharField(),
-        help_text="What the sends cost, from the CHANNEL_COST_* settings ({} when unknown).",
+        help_text="What the sends cost, from the CHANNEL_COST_* settings ({} when unknown); "
+        "in totals, the channels' costs added up.",
     )
     cost_per_conversion = serializers.DictField(
         child=serializers.CharField(),
-        help_text="Cost over the credited orders ({} without orders).",
+        help_text="Cost over the credited orders ({} without orders); in totals, over the "
+        "orders counted once each.",
     )
+
+
+class ChannelMetricsSerializer(CostedMetricsSerializer):
+    channel = serializers.CharField()
 
 
 class ChannelsSerializer(serializers.Serializer):
     channels = ChannelMetricsSerializer(many=True)
-    totals = MetricsSerializer()
+    totals = CostedMetricsSerializer()
 
 
 class ReasonCountSerializer(serializers.Serializer):
