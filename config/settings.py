@@ -272,13 +272,6 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CAMPAIGN_RUN_CHUNK = env.int("CAMPAIGN_RUN_CHUNK", default=1000)
 CAMPAIGN_RUN_LEASE_SECONDS = env.int("CAMPAIGN_RUN_LEASE_SECONDS", default=300)
 CAMPAIGN_RUN_TIME_LIMIT = env.int("CAMPAIGN_RUN_TIME_LIMIT", default=1800)
-# What one message costs, for the per-channel cost caps of campaign budgets.
-CAMPAIGN_COST_PER_MESSAGE = {
-    "email": env.str("CAMPAIGN_COST_EMAIL", default="0.001"),
-    "sms": env.str("CAMPAIGN_COST_SMS", default="0.05"),
-    "push": env.str("CAMPAIGN_COST_PUSH", default="0.0001"),
-    "websocket": "0",
-}
 # A broker that is down must not hold an API request for long: the row is already
 # committed and the sweeper re-dispatches it.
 CELERY_TASK_PUBLISH_RETRY = True
@@ -466,13 +459,27 @@ ROLLUP_RECENT_DAYS = env.int("ROLLUP_RECENT_DAYS", default=2)
 ROLLUP_WINDOW_DAYS = env.int("ROLLUP_WINDOW_DAYS", default=4)
 # Embedded mode runs no beat: recount the asked-for days on each analytics read instead.
 ROLLUP_REFRESH_ON_READ = env.bool("ROLLUP_REFRESH_ON_READ", default=EMBEDDED)
-# What one message costs per channel, for cost per conversion in /analytics/channels
-# (in CHANNEL_COST_CURRENCY; 0 means unknown and is not reported).
+# What one message costs per channel, in CHANNEL_COST_CURRENCY: one price for both its
+# uses, cost per conversion in /analytics/channels (0 means unknown and is not reported)
+# and the per-channel cost caps of campaign budgets. CAMPAIGN_COST_EMAIL/SMS/PUSH, the
+# budgets' former names, are read only where the new name is unset; `manage.py check`
+# warns while they are set (config.W001).
+DEPRECATED_CHANNEL_COST_NAMES = {
+    "email": "CAMPAIGN_COST_EMAIL",
+    "sms": "CAMPAIGN_COST_SMS",
+    "push": "CAMPAIGN_COST_PUSH",
+}
 CHANNEL_COSTS = {
-    "email": env.str("CHANNEL_COST_EMAIL", default="0.001"),
-    "sms": env.str("CHANNEL_COST_SMS", default="0.05"),
-    "push": env.str("CHANNEL_COST_PUSH", default="0.0001"),
-    "websocket": env.str("CHANNEL_COST_WEBSOCKET", default="0"),
+    channel: env.str(
+        f"CHANNEL_COST_{channel.upper()}",
+        default=env.str(DEPRECATED_CHANNEL_COST_NAMES.get(channel, "-"), default=price),
+    )
+    for channel, price in {
+        "email": "0.001",
+        "sms": "0.05",
+        "push": "0.0001",
+        "websocket": "0",
+    }.items()
 }
 CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
