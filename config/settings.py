@@ -470,16 +470,10 @@ DEPRECATED_CHANNEL_COST_NAMES = {
     "push": "CAMPAIGN_COST_PUSH",
 }
 CHANNEL_COSTS = {
-    channel: env.str(
-        f"CHANNEL_COST_{channel.upper()}",
-        default=env.str(DEPRECATED_CHANNEL_COST_NAMES.get(channel, "-"), default=price),
-    )
-    for channel, price in {
-        "email": "0.001",
-        "sms": "0.05",
-        "push": "0.0001",
-        "websocket": "0",
-    }.items()
+    "email": env.str("CHANNEL_COST_EMAIL", default=env.str("CAMPAIGN_COST_EMAIL", default="0.001")),
+    "sms": env.str("CHANNEL_COST_SMS", default=env.str("CAMPAIGN_COST_SMS", default="0.05")),
+    "push": env.str("CHANNEL_COST_PUSH", default=env.str("CAMPAIGN_COST_PUSH", default="0.0001")),
+    "websocket": env.str("CHANNEL_COST_WEBSOCKET", default="0"),
 }
 CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
