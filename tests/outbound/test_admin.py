@@ -7,9 +7,9 @@ from django.test import Client
 
 from outbound.actions import do_dispatch_outbox
 from outbound.models import WebhookDelivery, WebhookEndpoint
-from tests.outbound.conftest import send
 from stores.actions import do_grant_store_membership
 from stores.models import StoreRole
+from tests.outbound.conftest import send
 
 pytestmark = pytest.mark.django_db
 
@@ -65,7 +65,8 @@ def test_an_owner_sends_a_delivered_event_again_from_the_admin(
     do_dispatch_outbox()
     first_round = receiver.ids()
     delivery = WebhookDelivery.objects.filter(endpoint=endpoint).first()
-    assert delivery is not None and delivery.status == "delivered"
+    assert delivery is not None
+    assert delivery.status == "delivered"
 
     def replay(client):
         page = client.post(
