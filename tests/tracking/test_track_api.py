@@ -85,7 +85,9 @@ def test_a_time_the_report_cannot_have_happened_is_a_400_naming_occurred_at(shop
         intervention_id = send(shop)
 
         def report(at):
-            return track(shop, intervention_id, "clicked", occurred_at=at.isoformat())
+            # Posted now, whatever time it names (track() would arrive at that time).
+            body = {"event": "clicked", "occurred_at": at.isoformat()}
+            return shop.client.post(f"/api/v1/track/{intervention_id}", body, format="json")
 
         # Given clocks that drift by minutes, when they report within the slack, it counts.
         drifted = [report(SENT + timedelta(minutes=4)), report(SENT - timedelta(minutes=4))]
@@ -109,7 +111,8 @@ def test_a_report_time_past_tracking_retention_is_a_400(shop, settings):
 
     # A late batch from an app offline for weeks: the row would be pruned at once.
     with time_machine.travel(SENT + timedelta(days=31), tick=False):
-        stale = track(shop, intervention_id, "opened", occurred_at=SENT.isoformat())
+        body = {"event": "opened", "occurred_at": SENT.isoformat()}
+        stale = shop.client.post(f"/api/v1/track/{intervention_id}", body, format="json")
         fresh = track(shop, intervention_id, "opened")
 
     assert (stale.status_code, fresh.status_code) == (400, 201)
