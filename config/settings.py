@@ -492,6 +492,9 @@ WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", defau
 WEBHOOK_DISPATCH_BATCH = env.int("WEBHOOK_DISPATCH_BATCH", default=1000)
 WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=200)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
+# Embedded mode runs no beat: relay the outbox after each commit instead of every
+# WEBHOOK_DISPATCH_INTERVAL_SECONDS (docs/webhooks.md).
+WEBHOOK_RELAY_ON_COMMIT = env.bool("WEBHOOK_RELAY_ON_COMMIT", default=EMBEDDED)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------
 # Days each kind of row is kept; 0 keeps it forever. Pruned hourly by beat, oldest first.

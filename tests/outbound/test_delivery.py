@@ -218,3 +218,16 @@ def test_delivered_rows_are_pruned_after_retention_and_pending_ones_kept(
     assert pruned["deliveries"] >= 1
     assert list(WebhookDelivery.objects.values_list("status", flat=True)) == ["pending"]
     assert OutboxEvent.objects.count() == 1
+
+
+def test_with_the_relay_on_commit_events_arrive_without_beat(shop, receiver, endpoint, settings):
+    # given embedded mode's setting: no beat, tasks in-process
+    settings.WEBHOOK_RELAY_ON_COMMIT = True
+
+    # when an intervention is sent and opened, and no dispatcher runs
+    intervention_id = send(shop)
+    track(shop, intervention_id, "opened")
+
+    # then every event has arrived, in order
+    assert receiver.ids() == [e.webhook_id for e in outbox()]
+    assert json.loads(receiver.received[-1].body)["type"] == "tracking.opened"
