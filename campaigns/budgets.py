@@ -36,7 +36,8 @@ BUDGET_EXHAUSTED = Counter(
 
 
 def cost_per_message(channel: str) -> Decimal:
-    return Decimal(str(settings.CAMPAIGN_COST_PER_MESSAGE.get(channel, "0")))
+    # The one price per message the analytics' cost per conversion uses too.
+    return Decimal(str(settings.CHANNEL_COSTS.get(channel) or 0))
 
 
 def discount_value(discount: Mapping[str, Any] | None, cart_value: Decimal | None) -> Decimal:

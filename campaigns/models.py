@@ -126,7 +126,7 @@ class Campaign(models.Model):
         help_text="Maximum sum of discount value offered (cart value times percent).",
     )
     # {"sms": "50.00", "email": "5.00", "push": "1.00"}: cost caps per channel, priced
-    # with settings.CAMPAIGN_COST_PER_MESSAGE.
+    # with settings.CHANNEL_COSTS (in CHANNEL_COST_CURRENCY).
     budget_channel_costs = models.JSONField(default=dict, blank=True)
     # Experiment: [{"key", "weight", and optional "template_key", "channel",
     # "discount_percent", "delay_minutes" overriding the campaign's}]; empty: no experiment.

@@ -1,8 +1,10 @@
 """Deployment checks for the settings this project owns (`manage.py check --deploy`)."""
 
+import os
 from typing import Any
 
 from django.conf import settings
+from django.core import checks
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
@@ -48,3 +50,18 @@ def check_api_rates(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         except ImproperlyConfigured as exc:
             problems.append(Error(f"API_THROTTLE_RATES[{scope!r}]: {exc}", id="config.E003"))
     return problems
+
+
+@register()
+def check_deprecated_cost_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # Still read (where CHANNEL_COST_* is unset), so nothing breaks; but two names for one
+    # price is how a budget and the analytics end up disagreeing.
+    return [
+        checks.Warning(
+            f"{old} is deprecated: set CHANNEL_COST_{channel.upper()} instead "
+            "(one price per message for analytics and budgets).",
+            id="config.W001",
+        )
+        for channel, old in settings.DEPRECATED_CHANNEL_COST_NAMES.items()
+        if old in os.environ
+    ]

@@ -274,13 +274,6 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CAMPAIGN_RUN_CHUNK = env.int("CAMPAIGN_RUN_CHUNK", default=1000)
 CAMPAIGN_RUN_LEASE_SECONDS = env.int("CAMPAIGN_RUN_LEASE_SECONDS", default=300)
 CAMPAIGN_RUN_TIME_LIMIT = env.int("CAMPAIGN_RUN_TIME_LIMIT", default=1800)
-# What one message costs, for the per-channel cost caps of campaign budgets.
-CAMPAIGN_COST_PER_MESSAGE = {
-    "email": env.str("CAMPAIGN_COST_EMAIL", default="0.001"),
-    "sms": env.str("CAMPAIGN_COST_SMS", default="0.05"),
-    "push": env.str("CAMPAIGN_COST_PUSH", default="0.0001"),
-    "websocket": "0",
-}
 # A broker that is down must not hold an API request for long: the row is already
 # committed and the sweeper re-dispatches it.
 CELERY_TASK_PUBLISH_RETRY = True
@@ -459,6 +452,10 @@ BANDIT_DRAWS = env.int("BANDIT_DRAWS", default=10_000)
 # A repeated open or click of one intervention within this many seconds is recorded but
 # flagged duplicate and not counted (mail scanners and double taps; docs/analytics.md).
 TRACKING_DEDUPE_SECONDS = env.int("TRACKING_DEDUPE_SECONDS", default=60)
+# How far a client's clock may run ahead of ours (or behind the intervention's creation)
+# before a reported occurred_at is refused: phones and browsers drift by seconds to
+# minutes, a report hours off is a bug or a forgery that would land in another day's figures.
+TRACKING_CLOCK_SKEW_SECONDS = env.int("TRACKING_CLOCK_SKEW_SECONDS", default=300)
 # Analytics read daily rollups (docs/analytics.md): beat recounts the last
 # ROLLUP_RECENT_DAYS store days every ROLLUP_REFRESH_SECONDS, and ROLLUP_WINDOW_DAYS (the
 # 72 h attribution window plus a time-zone day) every ROLLUP_WINDOW_REFRESH_SECONDS: a
@@ -467,12 +464,20 @@ ROLLUP_RECENT_DAYS = env.int("ROLLUP_RECENT_DAYS", default=2)
 ROLLUP_WINDOW_DAYS = env.int("ROLLUP_WINDOW_DAYS", default=4)
 # Embedded mode runs no beat: recount the asked-for days on each analytics read instead.
 ROLLUP_REFRESH_ON_READ = env.bool("ROLLUP_REFRESH_ON_READ", default=EMBEDDED)
-# What one message costs per channel, for cost per conversion in /analytics/channels
-# (in CHANNEL_COST_CURRENCY; 0 means unknown and is not reported).
+# What one message costs per channel, in CHANNEL_COST_CURRENCY: one price for both its
+# uses, cost per conversion in /analytics/channels (0 means unknown and is not reported)
+# and the per-channel cost caps of campaign budgets. CAMPAIGN_COST_EMAIL/SMS/PUSH, the
+# budgets' former names, are read only where the new name is unset; `manage.py check`
+# warns while they are set (config.W001).
+DEPRECATED_CHANNEL_COST_NAMES = {
+    "email": "CAMPAIGN_COST_EMAIL",
+    "sms": "CAMPAIGN_COST_SMS",
+    "push": "CAMPAIGN_COST_PUSH",
+}
 CHANNEL_COSTS = {
-    "email": env.str("CHANNEL_COST_EMAIL", default="0.001"),
-    "sms": env.str("CHANNEL_COST_SMS", default="0.05"),
-    "push": env.str("CHANNEL_COST_PUSH", default="0.0001"),
+    "email": env.str("CHANNEL_COST_EMAIL", default=env.str("CAMPAIGN_COST_EMAIL", default="0.001")),
+    "sms": env.str("CHANNEL_COST_SMS", default=env.str("CAMPAIGN_COST_SMS", default="0.05")),
+    "push": env.str("CHANNEL_COST_PUSH", default=env.str("CAMPAIGN_COST_PUSH", default="0.0001")),
     "websocket": env.str("CHANNEL_COST_WEBSOCKET", default="0"),
 }
 CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
@@ -492,6 +497,9 @@ WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", defau
 WEBHOOK_DISPATCH_BATCH = env.int("WEBHOOK_DISPATCH_BATCH", default=1000)
 WEBHOOK_SEND_BATCH = env.int("WEBHOOK_SEND_BATCH", default=200)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
+# Embedded mode runs no beat: relay the outbox after each commit instead of every
+# WEBHOOK_DISPATCH_INTERVAL_SECONDS (docs/webhooks.md).
+WEBHOOK_RELAY_ON_COMMIT = env.bool("WEBHOOK_RELAY_ON_COMMIT", default=EMBEDDED)
 
 # --- Retention (docs/operations.md#data-protection) ------------------------
 # Days each kind of row is kept; 0 keeps it forever. Pruned hourly by beat, oldest first.

@@ -1,11 +1,13 @@
 """Subscriber endpoints in the admin, store-scoped; the secret is shown once, on the page
 right after the endpoint is created."""
 
+from collections import defaultdict
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from outbound import actions
@@ -71,6 +73,9 @@ class WebhookEndpointAdmin(StoreScopedAdmin):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(StoreScopedAdmin):
     store_path = "endpoint__store"
+    # Sending a store's events out again is the owner's call, as its endpoints are.
+    managing_role = StoreRole.OWNER
+    actions = ["replay"]
     list_display = ["event", "endpoint", "status", "attempts", "last_status_code", "delivered_at"]
     list_filter = ["status"]
     list_select_related = ["event", "endpoint"]
@@ -91,3 +96,25 @@ class WebhookDeliveryAdmin(StoreScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.action(description="Send the selected events again (same webhook-id)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        # The API's replay by ids, per endpoint; the queryset is already narrowed to the
+        # stores this user owns (StoreScopedAdmin.response_action).
+        chosen: dict[Any, list[str]] = defaultdict(list)
+        endpoints = {}
+        for delivery in queryset.select_related("endpoint", "event"):
+            endpoints[delivery.endpoint_id] = delivery.endpoint
+            chosen[delivery.endpoint_id].append(delivery.event.webhook_id)
+        queued = sum(
+            actions.do_replay(endpoints[endpoint_id], webhook_ids=webhook_ids)
+            for endpoint_id, webhook_ids in chosen.items()
+        )
+        disabled = sorted(endpoint.url for endpoint in endpoints.values() if not endpoint.enabled)
+        self.message_user(
+            request,
+            f"{queued} event(s) queued to be sent again, in order, with their original "
+            "webhook-id."
+            + (f" Disabled, so held until re-enabled: {', '.join(disabled)}." if disabled else ""),
+            messages.SUCCESS,
+        )

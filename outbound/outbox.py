@@ -11,6 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
 from outbound.models import OutboxEvent, Stream
 
 
@@ -119,3 +123,14 @@ def conversion_recorded(conversion: Any, credits: list[dict[str, Any]]) -> Outbo
 
 def record(events: Iterable[OutboxEvent]) -> None:
     OutboxEvent.objects.bulk_create(list(events))
+    if settings.WEBHOOK_RELAY_ON_COMMIT:
+        # Embedded mode runs no beat to fan the outbox out: kick the relay once the change
+        # commits. Tasks run eagerly there, so the posts happen in this process, after the
+        # commit, never inside the change's transaction. Robust: a receiver's failure is
+        # the delivery's to record, not the change's caller's.
+        transaction.on_commit(relay_outbox, robust=True)
+
+
+def relay_outbox() -> None:
+    # By name: the models layer imports no task module (docs/architecture.md).
+    current_app.signature("outbound.tasks.dispatch_outbox").apply_async()

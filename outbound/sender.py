@@ -6,13 +6,16 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 
 from outbound.models import OutboxEvent, WebhookEndpoint
-from outbound.targets import TargetRefused, check_target
+from outbound.targets import TargetRefused, pin_target
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,28 @@ class Outcome:
     status_code: int | None
     error: str
     seconds: float
+
+
+class PinnedAddressAdapter(HTTPAdapter):
+    """Connects to an address already checked (the URL names the IP) while TLS still sends
+    the endpoint's name as SNI and checks the certificate against it: urllib3's
+    ``server_hostname`` and ``assert_hostname`` pool keywords, through requests' supported
+    ``init_poolmanager`` hook (ignored for plain http)."""
+
+    def __init__(self, hostname: str):
+        self.hostname = hostname
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
+        pool_kwargs.update(server_hostname=self.hostname, assert_hostname=self.hostname)
+        super().init_poolmanager(*args, **pool_kwargs)
+
+
+def pinned_url(url: str, address: str) -> str:
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts._replace(netloc=f"{host}:{port}").geturl()
 
 
 def serialize(event: OutboxEvent) -> str:
@@ -41,15 +66,20 @@ def post(endpoint: WebhookEndpoint, event: OutboxEvent) -> Outcome:
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signature,
     }
+    parts = urlsplit(endpoint.url)
     try:
-        check_target(endpoint.url)
-        response = requests.post(
-            endpoint.url,
-            data=body.encode(),
-            headers=headers,
-            timeout=(3.05, settings.WEBHOOK_TIMEOUT_SECONDS),
-            allow_redirects=False,
-        )
+        # Resolved and checked once; the connection goes to that address (DNS rebinding),
+        # with the endpoint's own name in Host and in TLS.
+        address = pin_target(endpoint.url)
+        with requests.Session() as session:
+            session.mount(f"{parts.scheme}://", PinnedAddressAdapter(parts.hostname or ""))
+            response = session.post(
+                pinned_url(endpoint.url, address),
+                data=body.encode(),
+                headers={**headers, "host": parts.netloc},
+                timeout=(3.05, settings.WEBHOOK_TIMEOUT_SECONDS),
+                allow_redirects=False,
+            )
     except TargetRefused as error:
         return Outcome(False, None, f"refused: {error}", time.monotonic() - started)
     except requests.RequestException as error:

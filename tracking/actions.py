@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
@@ -54,6 +55,28 @@ def is_repeat(intervention: Intervention, kind: str, at: datetime) -> bool:
         occurred_at__gte=at - window,
         occurred_at__lte=at + window,
     ).exists()
+
+
+def check_report_time(intervention: Intervention, occurred_at: datetime) -> None:
+    """A client's ``occurred_at`` must be a time the report could have happened: not
+    after now, not before the intervention existed, not past the tracking rows' retention
+    (TRACKING_CLOCK_SKEW_SECONDS of slack for clocks that drift). Anything else would
+    land in another day's figures, or in a day beat never recounts."""
+    now = timezone.now()
+    skew = timedelta(seconds=settings.TRACKING_CLOCK_SKEW_SECONDS)
+    kept_days = settings.RETENTION_DAYS["tracking_events"]
+    if occurred_at > now + skew:
+        reason = (
+            f"Is in the future: more than {settings.TRACKING_CLOCK_SKEW_SECONDS} s after "
+            "the server's clock."
+        )
+    elif occurred_at < intervention.created_at - skew:
+        reason = f"Is before the intervention was created ({intervention.created_at.isoformat()})."
+    elif kept_days and occurred_at < now - timedelta(days=kept_days):
+        reason = f"Is older than the {kept_days} days tracking events are kept."
+    else:
+        return
+    raise ValidationError({"occurred_at": [reason]})
 
 
 def do_record_tracking_event(

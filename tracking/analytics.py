@@ -217,8 +217,7 @@ def channel_cost(channel: str, sent: int) -> Decimal:
     return Decimal(str(settings.CHANNEL_COSTS.get(channel) or 0)) * sent
 
 
-def _with_cost(channel: str, row: dict[str, Any]) -> dict[str, Any]:
-    cost = channel_cost(channel, row["sent"])
+def _with_cost(cost: Decimal, row: dict[str, Any]) -> dict[str, Any]:
     currency = settings.CHANNEL_COST_CURRENCY
     if not cost:
         return {**row, "cost": {}, "cost_per_conversion": {}}
@@ -239,10 +238,14 @@ def channels(store: Store, filters: Filters) -> dict[str, Any]:
     (CHANNEL_COST_*) and its cost per attributed order."""
     _refresh_on_read(store, filters)
     groups = _ordered(_figures(store, filters, Cohort.SENT, "channel", lambda name: name))
-    totals = _totals(store, filters, Cohort.SENT)
+    costs = {channel: channel_cost(channel, row["sent"]) for channel, row in groups}
+    # The total is what every send cost, the rows' costs added up, over the orders
+    # counted once each (the totals' credited).
+    totals = _with_cost(sum(costs.values(), Decimal(0)), _totals(store, filters, Cohort.SENT))
     return {
         "channels": [
-            {"channel": channel, **_with_cost(channel, _with_rates(row))} for channel, row in groups
+            {"channel": channel, **_with_cost(costs[channel], _with_rates(row))}
+            for channel, row in groups
         ],
         "totals": totals,
     }

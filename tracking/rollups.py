@@ -344,16 +344,39 @@ def stores_by_zone(store_ids: Iterable[UUID] | None = None) -> dict[str, list[UU
     return zones
 
 
+# The raw rows a recount reads that retention prunes by age (RETENTION_DAYS keys).
+RECOUNTED_ROWS = ("tracking_events", "finished_interventions")
+
+
+def retention_horizon(now: datetime | None = None) -> date | None:
+    """The first day a recount may rebuild: from it on, every store's day still has all
+    its raw rows. Before it retention has pruned some, the rollups are the only record
+    left, and a recount would empty them. None when retention keeps those rows forever."""
+    kept = [int(settings.RETENTION_DAYS.get(kind) or 0) for kind in RECOUNTED_ROWS]
+    if not any(days > 0 for days in kept):
+        return None
+    cutoff = (now or timezone.now()) - timedelta(days=min(days for days in kept if days > 0))
+    # A store's day starts up to 14 h before the UTC day of the same date (UTC+14), so the
+    # day after the cutoff's may already have lost its first hours: skip it too.
+    return cutoff.date() + timedelta(days=2)
+
+
 def do_refresh_recent_rollups(days: int | None = None) -> dict[str, int]:
     """What beat runs: recount every store's last ``days`` days (today included, in each
-    store's time zone), which covers late reports within ``ROLLUP_RECENT_DAYS``."""
+    store's time zone), which covers late reports within ``ROLLUP_RECENT_DAYS``; never a
+    day past the retention horizon (a short retention and a long daily pass would empty
+    the rollups of days it pruned)."""
     days = days or settings.ROLLUP_RECENT_DAYS
+    horizon = retention_horizon()
     written: dict[str, int] = defaultdict(int)
     for zone_name, store_ids in stores_by_zone().items():
         zone = ZoneInfo(zone_name)
         today = timezone.now().astimezone(zone).date()
+        first = today - timedelta(days=days - 1)
+        if horizon is not None:
+            first = max(first, horizon)
         # The daily pass covers weeks: a transaction per week keeps each one short.
-        for chunk in _chunks(today - timedelta(days=days - 1), today, CHUNK_DAYS):
+        for chunk in _chunks(first, today, CHUNK_DAYS):
             written[zone_name] += recount(store_ids, Span(*chunk, zone))
     LAST_REFRESH.set_to_current_time()
     return dict(written)

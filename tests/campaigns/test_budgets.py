@@ -89,13 +89,25 @@ def test_discount_spend_is_capped(shop):
 
 def test_a_channel_cost_cap_stops_that_channel(shop, settings):
     # Given SMS at 0.05 each and a 0.10 SMS cap
-    settings.CAMPAIGN_COST_PER_MESSAGE = {**settings.CAMPAIGN_COST_PER_MESSAGE, "sms": "0.05"}
+    settings.CHANNEL_COSTS = {**settings.CHANNEL_COSTS, "sms": "0.05"}
     campaign = triggered_campaign(shop, channel="sms", budget_channel_costs={"sms": "0.10"})
 
     for name in ("ann", "bob", "cyd"):
         abandon(shop.client, name)
 
     assert decided(campaign)[2] == ("suppressed", "suppressed: budget_exhausted:cost_sms")
+
+
+def test_a_cost_cap_prices_messages_as_the_analytics_do(shop, settings):
+    # Given SMS priced at 0.10 (the price the channels report uses) and a 0.10 SMS cap
+    settings.CHANNEL_COSTS = {**settings.CHANNEL_COSTS, "sms": "0.10"}
+    campaign = triggered_campaign(shop, channel="sms", budget_channel_costs={"sms": "0.10"})
+
+    for name in ("ann", "bob"):
+        abandon(shop.client, name)
+
+    # Then the second message would cost more than the cap
+    assert decided(campaign)[1] == ("suppressed", "suppressed: budget_exhausted:cost_sms")
 
 
 def test_a_scheduled_run_stops_when_the_days_sends_are_spent(shop):

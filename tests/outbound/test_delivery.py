@@ -3,6 +3,7 @@ retries, backoff, auto-disable, replay and pruning (docs/webhooks.md). The dispa
 the send tasks run in-process here; test_worker_e2e.py runs them in a real worker."""
 
 import json
+import socket
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,12 @@ import time_machine
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from outbound.actions import do_dispatch_outbox, do_prune_webhooks, do_update_endpoint
+from outbound.actions import (
+    do_create_endpoint,
+    do_dispatch_outbox,
+    do_prune_webhooks,
+    do_update_endpoint,
+)
 from outbound.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from tests.outbound.conftest import outbox, send, track
 
@@ -218,3 +224,48 @@ def test_delivered_rows_are_pruned_after_retention_and_pending_ones_kept(
     assert pruned["deliveries"] >= 1
     assert list(WebhookDelivery.objects.values_list("status", flat=True)) == ["pending"]
     assert OutboxEvent.objects.count() == 1
+
+
+def test_with_the_relay_on_commit_events_arrive_without_beat(shop, receiver, endpoint, settings):
+    # given embedded mode's setting: no beat, tasks in-process
+    settings.WEBHOOK_RELAY_ON_COMMIT = True
+
+    # when an intervention is sent and opened, and no dispatcher runs
+    intervention_id = send(shop)
+    track(shop, intervention_id, "opened")
+
+    # then every event has arrived, in order
+    assert receiver.ids() == [e.webhook_id for e in outbox()]
+    assert json.loads(receiver.received[-1].body)["type"] == "tracking.opened"
+
+
+def test_a_name_rebound_after_the_check_cannot_move_the_post_here(
+    shop, receiver, settings, monkeypatch
+):
+    # given the address check on, and a name that answers a public address to the first
+    # lookup of each post and this machine (the receiver) to any later one: DNS rebinding
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    real_getaddrinfo = socket.getaddrinfo
+    lookups = []
+
+    def rebinding_resolver(host, port, *args, **kwargs):
+        if host != "hooks.example.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "93.184.215.14" if len(lookups) % 2 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver)
+    port = receiver.url.split(":")[2].split("/")[0]
+    endpoint = do_create_endpoint(shop.store, f"http://hooks.example.test:{port}/hooks")
+
+    # when an event is sent
+    send(shop)
+    lookups.clear()
+    do_dispatch_outbox()
+
+    # then the name was resolved once, and the post never reached this machine (it went
+    # to the public address the check passed, which the test network blocks)
+    assert lookups == ["hooks.example.test"]
+    assert receiver.received == []
+    assert not WebhookDelivery.objects.filter(endpoint=endpoint, status="delivered").exists()

@@ -1,3 +1,6 @@
+from contextlib import nullcontext
+from datetime import datetime
+
 import pytest
 import time_machine
 from django.conf import settings
@@ -23,9 +26,13 @@ def send(session, user_id="sam", cart_id="c-1", channel="email", **extra):
 
 
 def track(session, intervention_id, event, **body):
-    return session.client.post(
-        f"/api/v1/track/{intervention_id}", {"event": event, **body}, format="json"
-    )
+    """A client's report; one with an ``occurred_at`` arrives at that moment, as a real
+    client's does (the server refuses a time the report cannot have happened at)."""
+    at = body.get("occurred_at")
+    with time_machine.travel(datetime.fromisoformat(at), tick=False) if at else nullcontext():
+        return session.client.post(
+            f"/api/v1/track/{intervention_id}", {"event": event, **body}, format="json"
+        )
 
 
 def rollups_refreshed(at):

@@ -21,8 +21,8 @@ from tracking.rollups import do_refresh_recent_rollups
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def recovered_order(session, campaign_name, user_id, value):
-    """A launched campaign, an abandoned cart it answers by email, and the order after it."""
+def campaign_sends(session, campaign_name, user_id, cart_id, value):
+    """A launched campaign answers the shopper's abandoned cart by email."""
     client = session.client
     campaign = client.post(
         "/api/v1/campaigns",
@@ -34,7 +34,7 @@ def recovered_order(session, campaign_name, user_id, value):
         "/api/v1/events",
         {
             "type": "cart_abandoned",
-            "cart_id": f"{user_id}-cart",
+            "cart_id": cart_id,
             "user_id": user_id,
             "user": {"email": f"{user_id}@example.test"},
             "cart": {"value": value, "currency": "EUR"},
@@ -42,12 +42,23 @@ def recovered_order(session, campaign_name, user_id, value):
         format="json",
     )
     assert event.status_code == 202, event.json()
-    order = client.post(
+    return campaign
+
+
+def ordered(session, user_id, value):
+    order = session.client.post(
         "/api/v1/conversions",
         {"order_id": f"{user_id}-order", "user_id": user_id, "value": value, "currency": "EUR"},
         format="json",
     )
     assert order.json()["attributed_to"], order.json()
+    return order.json()
+
+
+def recovered_order(session, campaign_name, user_id, value):
+    """A launched campaign, an abandoned cart it answers by email, and the order after it."""
+    campaign_sends(session, campaign_name, user_id, f"{user_id}-cart", value)
+    ordered(session, user_id, value)
 
 
 @pytest.fixture
@@ -223,4 +234,35 @@ def test_a_campaign_name_cannot_break_out_of_the_embedded_json(shop):
     assert "<script>alert(1)" not in page
     assert [row["name"] for row in embedded_figures(page)["campaigns"]] == [
         "</script><script>alert(1)</script>"
+    ]
+
+
+def test_top_campaigns_rank_a_half_credited_order_below_a_whole_one(shop):
+    # Given a linear store: two campaigns reminded sam in turn (half his order each),
+    # a third reminded max alone (his whole order)
+    shop.store.attribution_model = "linear"
+    shop.store.channel_caps_per_day = {}
+    shop.store.frequency_cap_per_hour = 10
+    shop.store.save()
+    for name, user_id, cart_id in (
+        ("Half A", "sam", "sam-1"),
+        ("Half B", "sam", "sam-2"),
+        ("Whole C", "max", "max-1"),
+    ):
+        campaign = campaign_sends(shop, name, user_id, cart_id, "40.00")
+        # One campaign running at a time, so each event goes to the one named.
+        assert shop.client.post(f"/api/v1/campaigns/{campaign['id']}/pause").status_code == 200
+    assert len(ordered(shop, "sam", "40.00")["credits"]) == 2
+    ordered(shop, "max", "40.00")
+    do_refresh_recent_rollups()
+    marketer = admin_client("mia", acme=(shop.store, StoreRole.MARKETER))
+
+    # When the marketer opens the dashboard
+    figures = embedded_figures(marketer.get("/admin/").content.decode())
+
+    # Then the whole order's campaign leads, though each campaign converted one order
+    assert [(row["name"], row["converted"], row["credited"]) for row in figures["campaigns"]] == [
+        ("Whole C", 1, "1.0000"),
+        ("Half A", 1, "0.5000"),
+        ("Half B", 1, "0.5000"),
     ]

@@ -107,6 +107,20 @@ def test_channels_report_cost_per_conversion_from_settings(shop, a_monday, setti
     }
 
 
+def test_channels_csv_total_row_has_the_cost_of_every_send(shop, a_monday, settings):
+    settings.CHANNEL_COSTS = {"email": "0.002", "sms": "0.05", "push": "0", "websocket": "0"}
+    settings.CHANNEL_COST_CURRENCY = "EUR"
+
+    rows = parse(shop.client.get(f"/api/v1/analytics/channels?{WEEK}&format=csv"))
+    totals = shop.client.get(f"/api/v1/analytics/channels?{WEEK}").json()["totals"]
+
+    email, sms, total = rows
+    assert (email["cost_EUR"], sms["cost_EUR"]) == ("0.0040", "0.0500")
+    # The rows' costs added up, over the two orders counted once each.
+    assert (total["cost_EUR"], total["cost_per_conversion_EUR"]) == ("0.0540", "0.0270")
+    assert totals["cost"] == {"EUR": "0.0540"}
+
+
 def admin_member(store, role, name):
     user = get_user_model().objects.create_user(name, is_staff=True)
     do_grant_store_membership(user, store, role)

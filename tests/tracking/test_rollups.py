@@ -3,6 +3,7 @@ analytics endpoints, which read them, answer what the raw rows say."""
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
 import time_machine
@@ -10,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from campaigns.models import Campaign
+from interventions.actions.privacy import do_prune_expired
 from interventions.models import Intervention, Status
 from tests.tracking.conftest import SAM, rollups_refreshed, send, track
 from tracking.models import Conversion, DailyRollup, RevenueRollup, SuppressionRollup, TrackingEvent
@@ -209,6 +211,39 @@ def test_rollups_lag_until_beat_runs_then_catch_up(shop):
 def test_backfill_rejects_a_reversed_range(shop):
     with pytest.raises(CommandError, match="--since"):
         call_command("backfill_rollups", "--since=2026-03-10", "--until=2026-03-01")
+
+
+def test_backfill_keeps_the_rollups_of_days_retention_pruned_unless_forced(shop, settings):
+    # given an open on Monday that beat counted, and tracking rows kept 30 days
+    settings.RETENTION_DAYS = {**settings.RETENTION_DAYS, "tracking_events": 30}
+    with time_machine.travel(MONDAY, tick=False):
+        sam = send(shop, user_id="sam", cart_id="c-1")
+    track(shop, sam, "opened", occurred_at=at(MONDAY, 60))
+    rollups_refreshed(MONDAY + timedelta(hours=1))
+
+    def monday_opens():
+        return sum(
+            DailyRollup.objects.filter(day="2026-03-02", cohort="sent").values_list(
+                "opened", flat=True
+            )
+        )
+
+    # when, 40 days later, retention has pruned the open and backfills run
+    with time_machine.travel(MONDAY + timedelta(days=40), tick=False):
+        do_prune_expired()
+        with pytest.raises(CommandError, match="--since 2026-03-01 is before 2026-03-14"):
+            call_command("backfill_rollups", "--since=2026-03-01")
+        output = StringIO()
+        call_command("backfill_rollups", stdout=output)
+        refresh_recent_rollups.apply(kwargs={"days": 60})  # a daily pass set too long
+        kept = monday_opens()
+        call_command("backfill_rollups", "--since=2026-03-01", "--force", stdout=StringIO())
+        forced = monday_opens()
+
+    # then Monday's rollups keep the open, unless a backfill is forced to forget it
+    assert not TrackingEvent.objects.exists()
+    assert "skipping the days before 2026-03-14" in output.getvalue()
+    assert (kept, forced) == (1, 0)
 
 
 def test_an_open_weeks_later_shows_after_the_daily_pass_not_the_minutely_one(shop):

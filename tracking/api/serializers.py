@@ -11,7 +11,13 @@ REPORTED_EVENTS = ["delivered", "displayed", "opened", "clicked", "dismissed", "
 class TrackEventSerializer(StrictSerializer):
     event = serializers.ChoiceField(choices=REPORTED_EVENTS)
     metadata = serializers.DictField(required=False, default=dict)
-    occurred_at = DateTimeField(required=False, help_text="When it happened; default: now.")
+    occurred_at = DateTimeField(
+        required=False,
+        help_text="When it happened; default: now. At most TRACKING_CLOCK_SKEW_SECONDS "
+        "(300 s by default) in the future or before the intervention was created, and not "
+        "older than tracking retention (RETENTION_TRACKING_EVENTS_DAYS); otherwise a 400 "
+        "naming `occurred_at` with the reason.",
+    )
 
 
 class TrackResultSerializer(serializers.Serializer):
@@ -171,21 +177,26 @@ class PerformanceSerializer(serializers.Serializer):
     totals = MetricsSerializer()
 
 
-class ChannelMetricsSerializer(MetricsSerializer):
-    channel = serializers.CharField()
+class CostedMetricsSerializer(MetricsSerializer):
     cost = serializers.DictField(
         child=serializers.CharField(),
-        help_text="What the sends cost, from the CHANNEL_COST_* settings ({} when unknown).",
+        help_text="What the sends cost, from the CHANNEL_COST_* settings ({} when unknown); "
+        "in totals, the channels' costs added up.",
     )
     cost_per_conversion = serializers.DictField(
         child=serializers.CharField(),
-        help_text="Cost over the credited orders ({} without orders).",
+        help_text="Cost over the credited orders ({} without orders); in totals, over the "
+        "orders counted once each.",
     )
+
+
+class ChannelMetricsSerializer(CostedMetricsSerializer):
+    channel = serializers.CharField()
 
 
 class ChannelsSerializer(serializers.Serializer):
     channels = ChannelMetricsSerializer(many=True)
-    totals = MetricsSerializer()
+    totals = CostedMetricsSerializer()
 
 
 class ReasonCountSerializer(serializers.Serializer):

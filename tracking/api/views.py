@@ -3,7 +3,7 @@ through the store, call one action or query, serialize."""
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -15,7 +15,7 @@ from interventions.models import Intervention
 from stores.api.scoping import StoreScopedMixin
 from stores.auth import store_of
 from tracking import analytics
-from tracking.actions import ConversionConflict, do_record_tracking_event
+from tracking.actions import ConversionConflict, check_report_time, do_record_tracking_event
 from tracking.api.renderers import AnalyticsCSVRenderer
 from tracking.api.serializers import (
     AnalyticsQuerySerializer,
@@ -61,7 +61,15 @@ class TrackView(StoreScopedMixin, generics.GenericAPIView):
 
     @extend_schema(
         request=TrackEventSerializer,
-        responses={201: TrackResultSerializer, 200: TrackResultSerializer},
+        responses={
+            201: TrackResultSerializer,
+            200: TrackResultSerializer,
+            400: OpenApiResponse(
+                description="An unknown `event`, or an `occurred_at` in the future, before "
+                "the intervention was created or older than tracking retention; "
+                "`error.fields` names the field and the reason."
+            ),
+        },
         summary="Report what happened to an intervention",
         description="`delivered` moves a sent intervention to delivered (200 and "
         "`recorded: false` when it was not sent or already delivered); the other events are "
@@ -74,6 +82,8 @@ class TrackView(StoreScopedMixin, generics.GenericAPIView):
         serializer.is_valid(raise_exception=True)
         event = serializer.validated_data["event"]
         at = serializer.validated_data.get("occurred_at")
+        if at is not None:
+            check_report_time(intervention, at)
         duplicate = False
         if event == "delivered":
             # A status change: the engine's, which writes the delivered tracking row too.

@@ -9,7 +9,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from interventions.models import Intervention
-from tracking.rollups import do_backfill_rollups
+from tracking.rollups import do_backfill_rollups, retention_horizon
 
 
 class Command(BaseCommand):
@@ -23,6 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--until", type=date.fromisoformat, help="Last day (default today).")
         parser.add_argument("--store", type=UUID, action="append", help="Only this store (repeat).")
         parser.add_argument("--chunk-days", type=int, default=7, help="Days per transaction.")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Recount days before the retention horizon too: their pruned rows are then "
+            "missing from their rollups for good.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stores = options["store"]
@@ -34,6 +40,24 @@ class Command(BaseCommand):
             return
         if since > until:
             raise CommandError("--since must not be after --until")
+        horizon = retention_horizon()
+        if horizon is not None and since < horizon and not options["force"]:
+            if options["since"]:
+                raise CommandError(
+                    f"--since {since} is before {horizon}, the first day whose raw rows "
+                    "retention has not pruned (RETENTION_TRACKING_EVENTS_DAYS, "
+                    "RETENTION_FINISHED_INTERVENTIONS_DAYS): a recount would empty the "
+                    "rollups of those days, their only record left. Start at "
+                    f"--since {horizon}, or add --force to recount them anyway."
+                )
+            self.stdout.write(
+                f"skipping the days before {horizon}: retention pruned their raw rows, so "
+                "their rollups are kept as they are (--force recounts them anyway)"
+            )
+            since = horizon
+            if since > until:
+                self.stdout.write("nothing to recount")
+                return
         if options["chunk_days"] < 1:
             raise CommandError("--chunk-days must be at least 1")
         total = 0
