@@ -41,3 +41,7 @@ keepalive = 75
 # A worker that has not reported for this long is stuck: gunicorn replaces it.
 timeout = 60
 graceful_timeout = 30
+# gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):
+# a second server on the machine (another worker count, tests, a benchmark) takes it over
+# from the first. Nothing here uses gunicornc; signals (HUP, TTIN/TTOU) still work.
+control_socket_disable = True

@@ -129,7 +129,7 @@ def run() -> int:
         # one proxy routing /ws/ to daphne this stays empty (docs/operations.md).
         env.setdefault("PUBLIC_WS_URL", f"ws://127.0.0.1:{ws_port}")
         where = (
-            f"  HTTP:           {base}  (gunicorn, {env.get('WEB_CONCURRENCY', '2')} workers)\n"
+            f"  HTTP:           {base}  (gunicorn, WEB_CONCURRENCY={env.get('WEB_CONCURRENCY', '2')} worker processes)\n"
             f"  WebSocket:      ws://127.0.0.1:{ws_port}/ws/…  (daphne)"
         )
     print(
