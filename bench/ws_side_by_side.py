@@ -241,8 +241,9 @@ async def one_run(target: Target, backing: Backing, rate: float, duration: float
     await asyncio.sleep(3)
     background_rate = (machine_busy_seconds() - machine_start) / (time.monotonic() - baseline_start)
 
-    web_pids = target.web_pids()
+    web_pids, ws_pids = target.web_pids(), target.server.pids()
     pids = web_pids + backing.pids()
+    ws_before = cpu_seconds(ws_pids)
     web_before, machine_before, t_before = (
         cpu_seconds(web_pids),
         machine_busy_seconds(),
@@ -269,11 +270,15 @@ async def one_run(target: Target, backing: Backing, rate: float, duration: float
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - t_before
     web_cpu = cpu_seconds(web_pids) - web_before
+    ws_cpu = cpu_seconds(ws_pids) - ws_before
     machine_cpu = machine_busy_seconds() - machine_before - background_rate * elapsed
     # Web processes + their PostgreSQL backends + Redis + the client's own processes: every
     # CPU second the path costs, without the other tenants' noise (Redis is shared, though).
     path_cpu = cpu_seconds(pids) - path_before + time.process_time() - client_before + generator_cpu
 
+    # How long the HTTP server took to answer: beside the frame's latency, it tells a
+    # saturated HTTP server from a saturated daphne.
+    answers = [1000 * (v[1] - v[0]) for v in accepted.values()]
     latencies = [
         1000 * (target.received[k] - v[0]) for k, v in accepted.items() if k in target.received
     ]
@@ -299,6 +304,10 @@ async def one_run(target: Target, backing: Backing, rate: float, duration: float
         "p99_ms": round(percentile(latencies, 0.99), 1),
         # Per accepted trigger: a 503 (shed) or 500 costs little and delivers nothing.
         "web_cpu_ms_per_trigger": round(1000 * web_cpu / max(len(accepted), 1), 2),
+        # Of which daphne's (all of it in the single-daphne layouts).
+        "daphne_cpu_ms_per_trigger": round(1000 * ws_cpu / max(len(accepted), 1), 2),
+        "answer_p50_ms": round(percentile(answers, 0.50), 1),
+        "answer_p99_ms": round(percentile(answers, 0.99), 1),
         "path_cpu_ms_per_trigger": round(1000 * path_cpu / max(len(accepted), 1), 2),
         "machine_cpu_ms_per_trigger": round(1000 * machine_cpu / max(len(accepted), 1), 2),
         "machine_background_cores": round(background_rate, 2),
