@@ -232,6 +232,11 @@ class Target:
         await asyncio.gather(*(s.close() for s in self.sockets), return_exceptions=True)
 
 
+class GeneratorStalled(Exception):
+    """The load generator's POSTs are still unanswered a minute after the last was sent:
+    past saturation; higher rates would only stall longer."""
+
+
 async def one_run(target: Target, backing: Backing, rate: float, duration: float) -> dict:
     users = target.users
     target.received.clear()
@@ -256,7 +261,13 @@ async def one_run(target: Target, backing: Backing, rate: float, duration: float
         args=(target.url, target.headers, users, rate, duration, time.time() + 0.5, results),
     )
     generator.start()
-    sent, generator_cpu = await asyncio.wait_for(asyncio.to_thread(results.get), duration + 60)
+    try:
+        sent, generator_cpu = await asyncio.wait_for(asyncio.to_thread(results.get), duration + 60)
+    except TimeoutError:
+        generator.terminate()
+        raise GeneratorStalled(
+            f"{target.name} at {rate:g}/s: POSTs unanswered after 60 s"
+        ) from None
     generator.join(10)
     accepted = {k: v for k, v in sent.items() if v[2] in (200, 201, 202)}
     # Stragglers: wait while frames still arrive (a saturated server drains its queue),
@@ -381,11 +392,15 @@ async def main(args: argparse.Namespace) -> None:
         for index, rate in enumerate(args.rates):
             order = targets if index % 2 == 0 else targets[::-1]
             pair = {}
-            for target in order:
-                row = await one_run(target, backing, rate, args.duration)
-                print(json.dumps(row), flush=True)
-                pair[target.name] = row
-                rows.append(row)
+            try:
+                for target in order:
+                    row = await one_run(target, backing, rate, args.duration)
+                    print(json.dumps(row), flush=True)
+                    pair[target.name] = row
+                    rows.append(row)
+            except GeneratorStalled as stalled:
+                print(f"stopping: {stalled}", flush=True)
+                break
             for name in [t.name for t in targets if t is not bare]:
                 print(
                     json.dumps(
