@@ -22,6 +22,8 @@ BIN = Path(sys.executable).parent
 # Overridable so that two people benchmarking on one machine do not drop each other's.
 DB = os.environ.get("BENCH_DB", "ie_realtime_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+# Added to every server's port, for the same reason.
+PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
 BASE_ENV = {
     **os.environ,
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
@@ -93,6 +95,15 @@ def issue_tokens(store_id: str, user_ids: list[str]) -> list[str]:
     return json.loads(out.stdout)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     def __init__(
         self,
@@ -102,27 +113,23 @@ class Server:
         daphne_args: tuple[str, ...] = (),
         **env: str,
     ):
-        self.port = port
+        self.port = port + PORT_OFFSET
         self.daphne_args = daphne_args
         self.app = app
         self.cwd = cwd
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws = f"ws://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws = f"ws://127.0.0.1:{self.port}"
         self.env = {**BASE_ENV, **env}
-        self.log = open(f"/tmp/ws-bench-{port}.log", "w")  # noqa: SIM115
+        self.log = open(f"/tmp/ws-bench-{self.port}.log", "w")  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), *self.daphne_args,
+                self.app]  # fmt: skip
 
     def start(self) -> "Server":
         self.process = subprocess.Popen(
-            [
-                str(BIN / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                *self.daphne_args,
-                self.app,
-            ],
+            self.command(),
             cwd=self.cwd,
             env=self.env,
             stdout=self.log,
@@ -136,7 +143,10 @@ class Server:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.2)
-        raise RuntimeError(f"daphne on {self.port} did not start; see {self.log.name}")
+        raise RuntimeError(f"{self.name()} on {self.port} did not start; see {self.log.name}")
+
+    def name(self) -> str:
+        return "daphne"
 
     def rss_kib(self) -> int:
         assert self.process
@@ -146,9 +156,7 @@ class Server:
         return 0
 
     def cpu_seconds(self) -> float:
-        assert self.process
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(process_cpu_seconds(pid) for pid in self.pids())
 
     def pids(self) -> list[int]:
         return [self.process.pid] if self.process else []
@@ -161,3 +169,29 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.log.close()
+
+
+class HttpServer(Server):
+    """The engine's HTTP server as the Procfile starts it (gunicorn, ``config/gunicorn.py``)
+    with ``workers`` worker processes; its CPU is the master's and every worker's."""
+
+    def __init__(self, port: int, workers: int, **env: str):
+        super().__init__(port, **env)
+        self.workers = workers
+
+    def name(self) -> str:
+        return f"gunicorn ({self.workers} workers)"
+
+    def command(self) -> list[str]:
+        return [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "-w", str(self.workers),
+                "-b", f"127.0.0.1:{self.port}", self.app]  # fmt: skip
+
+    def pids(self) -> list[int]:
+        if not self.process:
+            return []
+        master = self.process.pid
+        try:
+            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        except FileNotFoundError:
+            children = []
+        return [master, *(int(pid) for pid in children)]

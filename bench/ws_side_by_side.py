@@ -12,6 +12,17 @@ firing `POST` triggers open loop (one every 1/rate s from a separate process, wh
 the server's pace). The engine's trigger is `POST /api/v1/interventions` with
 `channel: websocket` and its API key; its clients ack every frame, as the storefront does.
 
+`--layouts` picks the engine's process layouts beside the bare app: `daphne` (above) and
+`split:N`, the Procfile's: HTTP on gunicorn with N uvicorn workers, shoppers on daphne.
+Several `split:N` share one daphne and its shoppers (their own user ids), each with its
+own HTTP server, so one worker and two take turns under the same load:
+
+    .venv/bin/python bench/ws_side_by_side.py --layouts split:1,split:2 --rates 40,80,160
+
+"Web" CPU then counts every engine process of the layout (daphne, the HTTP server's
+master and workers); "path" adds their PostgreSQL backends, Redis and the client.
+`BENCH_DB`, `BENCH_REDIS_URL` and `BENCH_PORT_OFFSET` keep two people's runs apart.
+
 Per run: delivered % (frames received / triggers sent), trigger → frame p50/p95/p99,
 web-process CPU per trigger (from /proc/<pid>/stat), and whole-machine CPU per trigger
 (busy jiffies from /proc/stat over the run, minus the machine's busy rate measured for
@@ -29,6 +40,8 @@ import json
 import multiprocessing
 import os
 import random
+import signal
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -41,10 +54,12 @@ from ws_server import (
     DB,
     REDIS_URL,
     ROOT,
+    HttpServer,
     Server,
     issue_tokens,
     percentile,
     prepare_store,
+    process_cpu_seconds,
     raise_open_files,
 )
 
@@ -57,29 +72,39 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / TICK
 
 
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
+class Backing:
+    """The PostgreSQL backends serving the bench database, and the Redis server.
 
+    Its connection is opened once, before any load: a PostgreSQL at max_connections
+    (other tenants, or the servers' pools at saturation) refuses new ones with "too many
+    clients", which used to end the whole run between two rows. If the query fails anyway,
+    the last list found stands in (backends that came since are not counted; the row says so).
+    """
 
-def backing_pids() -> list[int]:
-    """PostgreSQL backends serving the bench database, and the Redis server."""
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        pids = [
-            row[0]
-            for row in c.execute(
+    def __init__(self) -> None:
+        self.redis_pid = int(redis.Redis.from_url(REDIS_URL).info("server")["process_id"])
+        self.connection: psycopg.Connection | None = None
+        self.last: list[int] = []
+        self.stale = False
+
+    def pids(self) -> list[int]:
+        try:
+            if self.connection is None or self.connection.closed:
+                self.connection = psycopg.connect(
+                    "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True
+                )
+            rows = self.connection.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB]
             ).fetchall()
-        ]
-    pids.append(int(redis.Redis.from_url(REDIS_URL).info("server")["process_id"]))
-    return pids
+            self.last, self.stale = [row[0] for row in rows], False
+        except psycopg.Error as error:
+            print(f"backends not listed ({error}); counting the last list found", flush=True)
+            self.connection, self.stale = None, True
+        return [*self.last, self.redis_pid]
 
 
-def path_cpu_seconds(web_pid: int, pids: list[int]) -> float:
-    return process_cpu_seconds(web_pid) + sum(process_cpu_seconds(p) for p in pids)
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def fire(url: str, headers: dict[str, str], users: list[str], rate: float, duration: float,
@@ -122,17 +147,37 @@ def fire(url: str, headers: dict[str, str], users: list[str], rate: float, durat
 
 
 class Target:
-    def __init__(self, name: str, server: Server, trigger_path: str, headers: dict[str, str]):
+    """Shoppers connected to ``server`` (daphne); triggers POSTed to ``http`` (the same
+    daphne, or the split layout's HTTP server); CPU counted over both."""
+
+    def __init__(self, name: str, server: Server, trigger_path: str, headers: dict[str, str],
+                 http: Server | None = None):  # fmt: skip
         self.name = name
         self.server = server
-        self.url = f"{server.url}{trigger_path}"
+        self.http = http or server
+        self.url = f"{self.http.url}{trigger_path}"
         self.headers = headers
         self.received: dict[str, float] = {}
         self.closed: list[int | None] = []  # close codes of sockets that ended early
         self.sockets: list = []
         self.readers: list = []
+        self.users: list[str] = []
+
+    def sharing_shoppers(self, name: str, http: Server) -> "Target":
+        """Another target whose triggers go to ``http`` and reach these same shoppers:
+        the split layout with 1 and 2 HTTP workers in one run, one daphne between them."""
+        other = Target(name, self.server, self.url[len(self.http.url) :], self.headers, http)
+        other.received, other.closed, other.users = self.received, self.closed, self.users
+        return other
+
+    def web_pids(self) -> list[int]:
+        """Every engine process of the layout: daphne, and the HTTP server's master and
+        workers when it is a separate server (listed again at each run: a worker may have
+        been replaced)."""
+        return self.server.pids() + (self.http.pids() if self.http is not self.server else [])
 
     async def connect(self, users: list[str], tokens: list[str], ack: bool) -> None:
+        self.users[:] = users  # in place: targets sharing these shoppers see them too
         gate = asyncio.Semaphore(50)
 
         async def one(user: str, token: str) -> None:
@@ -187,7 +232,13 @@ class Target:
         await asyncio.gather(*(s.close() for s in self.sockets), return_exceptions=True)
 
 
-async def one_run(target: Target, users: list[str], rate: float, duration: float) -> dict:
+class GeneratorStalled(Exception):
+    """The load generator's POSTs are still unanswered a minute after the last was sent:
+    past saturation; higher rates would only stall longer."""
+
+
+async def one_run(target: Target, backing: Backing, rate: float, duration: float) -> dict:
+    users = target.users
     target.received.clear()
     closed_before = len(target.closed)
     await asyncio.sleep(1)
@@ -195,23 +246,28 @@ async def one_run(target: Target, users: list[str], rate: float, duration: float
     await asyncio.sleep(3)
     background_rate = (machine_busy_seconds() - machine_start) / (time.monotonic() - baseline_start)
 
-    pids = backing_pids()
+    web_pids, ws_pids = target.web_pids(), target.server.pids()
+    pids = web_pids + backing.pids()
+    ws_before = cpu_seconds(ws_pids)
     web_before, machine_before, t_before = (
-        target.server.cpu_seconds(),
+        cpu_seconds(web_pids),
         machine_busy_seconds(),
         time.monotonic(),
     )
-    path_before, client_before = (
-        path_cpu_seconds(target.server.pids()[0], pids),
-        time.process_time(),
-    )
+    path_before, client_before = cpu_seconds(pids), time.process_time()
     results: multiprocessing.Queue = multiprocessing.Queue()
     generator = multiprocessing.Process(
         target=fire,
         args=(target.url, target.headers, users, rate, duration, time.time() + 0.5, results),
     )
     generator.start()
-    sent, generator_cpu = await asyncio.wait_for(asyncio.to_thread(results.get), duration + 60)
+    try:
+        sent, generator_cpu = await asyncio.wait_for(asyncio.to_thread(results.get), duration + 60)
+    except TimeoutError:
+        generator.terminate()
+        raise GeneratorStalled(
+            f"{target.name} at {rate:g}/s: POSTs unanswered after 60 s"
+        ) from None
     generator.join(10)
     accepted = {k: v for k, v in sent.items() if v[2] in (200, 201, 202)}
     # Stragglers: wait while frames still arrive (a saturated server drains its queue),
@@ -224,18 +280,16 @@ async def one_run(target: Target, users: list[str], rate: float, duration: float
             break
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - t_before
-    web_cpu = target.server.cpu_seconds() - web_before
+    web_cpu = cpu_seconds(web_pids) - web_before
+    ws_cpu = cpu_seconds(ws_pids) - ws_before
     machine_cpu = machine_busy_seconds() - machine_before - background_rate * elapsed
-    # Web process + its PostgreSQL backends + Redis + the client's own processes: every
+    # Web processes + their PostgreSQL backends + Redis + the client's own processes: every
     # CPU second the path costs, without the other tenants' noise (Redis is shared, though).
-    path_cpu = (
-        path_cpu_seconds(target.server.pids()[0], pids)
-        - path_before
-        + time.process_time()
-        - client_before
-        + generator_cpu
-    )
+    path_cpu = cpu_seconds(pids) - path_before + time.process_time() - client_before + generator_cpu
 
+    # How long the HTTP server took to answer: beside the frame's latency, it tells a
+    # saturated HTTP server from a saturated daphne.
+    answers = [1000 * (v[1] - v[0]) for v in accepted.values()]
     latencies = [
         1000 * (target.received[k] - v[0]) for k, v in accepted.items() if k in target.received
     ]
@@ -261,10 +315,30 @@ async def one_run(target: Target, users: list[str], rate: float, duration: float
         "p99_ms": round(percentile(latencies, 0.99), 1),
         # Per accepted trigger: a 503 (shed) or 500 costs little and delivers nothing.
         "web_cpu_ms_per_trigger": round(1000 * web_cpu / max(len(accepted), 1), 2),
+        # Of which daphne's (all of it in the single-daphne layouts).
+        "daphne_cpu_ms_per_trigger": round(1000 * ws_cpu / max(len(accepted), 1), 2),
+        "answer_p50_ms": round(percentile(answers, 0.50), 1),
+        "answer_p99_ms": round(percentile(answers, 0.99), 1),
         "path_cpu_ms_per_trigger": round(1000 * path_cpu / max(len(accepted), 1), 2),
         "machine_cpu_ms_per_trigger": round(1000 * machine_cpu / max(len(accepted), 1), 2),
         "machine_background_cores": round(background_rate, 2),
+        # True when PostgreSQL refused the backend listing (see Backing).
+        "backends_stale": backing.stale,
     }
+
+
+def split_targets(workers: list[int], auth: dict[str, str], engine_env: dict[str, str]
+                  ) -> list[Target]:  # fmt: skip
+    """The Procfile's layout: shoppers on one daphne, triggers POSTed to the HTTP server.
+    One HTTP server per worker count, all beside the same daphne and shoppers, so 1 worker
+    and 2 take turns under the same load."""
+    ws = Server(18200, **engine_env).start()
+    first = Target(f"split-{workers[0]}w", ws, "/api/v1/interventions", auth,
+                   HttpServer(18210 + workers[0], workers[0], **engine_env).start())  # fmt: skip
+    return [first] + [
+        first.sharing_shoppers(f"split-{n}w", HttpServer(18210 + n, n, **engine_env).start())
+        for n in workers[1:]
+    ]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -273,16 +347,27 @@ async def main(args: argparse.Namespace) -> None:
     users = [f"user-{i}" for i in range(args.users)]
     tokens = issue_tokens(store["store_id"], users)
     engine_env = dict(pair.split("=", 1) for pair in args.engine_env)
-    engine_server = Server(18181, **engine_env).start()
+    auth = {"Authorization": f"Api-Key {store['api_key']}"}
     bare_server = Server(18191, app="bare_app:application", cwd=ROOT / "bench", BARE_DB=DB).start()
-    engine = Target(
-        "engine",
-        engine_server,
-        "/api/v1/interventions",
-        {"Authorization": f"Api-Key {store['api_key']}"},
-    )
     bare = Target("bare", bare_server, "/trigger", {})
-    targets = [bare, engine]
+    targets = [bare]
+    connections = [bare.connect(users, [""] * len(users), ack=True)]
+    if "daphne" in args.layouts:
+        # One daphne for HTTP and WebSocket (embedded mode's layout, and production's
+        # until issue 12).
+        engine = Target("engine", Server(18181, **engine_env).start(), "/api/v1/interventions",
+                        auth)  # fmt: skip
+        targets.append(engine)
+        connections.append(engine.connect(users, tokens, ack=True))
+    split_workers = [int(layout.split(":")[1]) for layout in args.layouts if ":" in layout]
+    if split_workers:
+        split = split_targets(split_workers, auth, engine_env)
+        targets += split
+        # Their own user ids: a trigger for user-1 would otherwise also reach user-1 on
+        # the single-daphne engine.
+        split_users = [f"split-{user}" for user in users]
+        split_tokens = issue_tokens(store["store_id"], split_users)
+        connections.append(split[0].connect(split_users, split_tokens, ack=True))
     if args.baseline_root:
         # The engine at another commit (a `git archive` of it), same database and Redis:
         # before and after measured in one run, under the same neighbours' load.
@@ -295,23 +380,27 @@ async def main(args: argparse.Namespace) -> None:
                 "engine-baseline",
                 baseline_server,
                 "/api/v1/interventions",
-                {"Authorization": f"Api-Key {store['api_key']}"},
+                auth,
             )
         )
+        connections.append(targets[-1].connect(users, tokens, ack=True))
+    backing = Backing()
     rows = []
     try:
-        await engine.connect(users, tokens, ack=True)
-        await bare.connect(users, [""] * len(users), ack=True)
-        if args.baseline_root:
-            await targets[2].connect(users, tokens, ack=True)
+        for connection in connections:
+            await connection
         for index, rate in enumerate(args.rates):
             order = targets if index % 2 == 0 else targets[::-1]
             pair = {}
-            for target in order:
-                row = await one_run(target, users, rate, args.duration)
-                print(json.dumps(row), flush=True)
-                pair[target.name] = row
-                rows.append(row)
+            try:
+                for target in order:
+                    row = await one_run(target, backing, rate, args.duration)
+                    print(json.dumps(row), flush=True)
+                    pair[target.name] = row
+                    rows.append(row)
+            except GeneratorStalled as stalled:
+                print(f"stopping: {stalled}", flush=True)
+                break
             for name in [t.name for t in targets if t is not bare]:
                 print(
                     json.dumps(
@@ -335,6 +424,7 @@ async def main(args: argparse.Namespace) -> None:
         for target in targets:
             await target.close()
             target.server.stop()
+            target.http.stop()
 
 
 def markdown(rows: list[dict]) -> str:
@@ -355,6 +445,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
+    # `kill` ends the run through main()'s finally, which stops every server it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--rates", type=lambda s: [float(v) for v in s.split(",")], default=[20.0, 50.0, 100.0]
@@ -367,6 +459,14 @@ if __name__ == "__main__":
         help="a checkout of the engine at another commit, run as a third target",
     )
     parser.add_argument("--baseline-redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument(
+        "--layouts",
+        type=lambda s: s.split(","),
+        default=["daphne"],
+        help="engine layouts beside the bare app: `daphne` (one daphne for HTTP and "
+        "WebSocket) and/or `split:N` (HTTP on gunicorn with N workers, shoppers on daphne; "
+        "several split:N share one daphne), e.g. --layouts split:1,split:2",
+    )
     parser.add_argument(
         "--engine-env",
         action="append",

@@ -99,6 +99,7 @@ def run() -> int:
     env.setdefault("LOG_FORMAT", "console")
     env.setdefault("DEMO_STOREFRONT_ENABLED", "1")
     port = env.setdefault("WEB_PORT", "8000")
+    ws_port = env.setdefault("WS_PORT", str(int(port) + 1))
     explicit = "DATABASE_URL" in env or "REDIS_URL" in env
     missing = missing_services()
     embedded = bool(missing) and not explicit
@@ -120,15 +121,28 @@ def run() -> int:
     _manage("collectstatic", "--no-input", env=env)
     demo = json.loads(_manage("seed_demo", env=env).strip().splitlines()[-1])
     base = f"http://127.0.0.1:{port}"
+    if embedded:
+        # One daphne serves both: an in-memory channel layer cannot cross processes.
+        where = f"  HTTP and WebSocket: {base}  (one daphne process)"
+    else:
+        # Pages served from the HTTP server open their sockets on daphne's port; behind
+        # one proxy routing /ws/ to daphne this stays empty (docs/operations.md).
+        env.setdefault("PUBLIC_WS_URL", f"ws://127.0.0.1:{ws_port}")
+        where = (
+            f"  HTTP:           {base}  (gunicorn, WEB_CONCURRENCY={env.get('WEB_CONCURRENCY', '2')} worker processes)\n"
+            f"  WebSocket:      ws://127.0.0.1:{ws_port}/ws/…  (daphne)"
+        )
     print(
         "\n".join(
             [
                 "",
+                where,
                 f"  Admin:          {base}/admin/  (user {demo['admin_user']}, password {demo['admin_password']}; opens on the dashboard)",
                 f"                  one store only: user {demo['marketer_user']}, password {demo['marketer_password']}",
                 f"  API docs:       {base}/api/docs/",
                 f"  Demo storefront {base}/demo/storefront/",
-                f"  Health:         {base}/health/ready   Metrics: {base}/metrics",
+                f"  Health:         {base}/health/ready   Metrics: {base}/metrics"
+                + ("" if embedded else f"   daphne's: http://127.0.0.1:{ws_port}/health/ready"),
                 f"  Demo store id:  {demo['store_id']}",
                 f"  Demo API key:   {demo['api_key']}",
                 "",

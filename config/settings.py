@@ -41,6 +41,10 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where providers' callbacks (Twilio status, unsubscribe links) reach this service.
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Where browsers open WebSockets (ws:// or wss://, no path), when daphne is not behind the
+# same URL as the HTTP server: `make run` points it at daphne's port. Empty: the page's
+# own host, for one proxy routing /ws/ to daphne (docs/operations.md#process-layout).
+PUBLIC_WS_URL = env("PUBLIC_WS_URL", default="").rstrip("/")
 # Hosts (and their subdomains) links in message content may point to; empty = any
 # http(s) host. PUBLIC_BASE_URL's host is always allowed (templates/content.py).
 CONTENT_URL_HOSTS = env.list("CONTENT_URL_HOSTS", default=[])

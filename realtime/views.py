@@ -134,7 +134,7 @@ def demo_storefront(request: HttpRequest) -> HttpResponse:
     response = render(
         request,
         "realtime/demo_storefront.html",
-        {"store": store, "user_id": user_id, "token": token},
+        {"store": store, "user_id": user_id, "token": token, "ws_base": settings.PUBLIC_WS_URL},
     )
     response.set_cookie(DEMO_SHOPPER_COOKIE, user_id, max_age=86400, samesite="Lax")
     return response

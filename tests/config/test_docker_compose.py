@@ -30,7 +30,7 @@ def app_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_every_app_process_requires_secret_key_and_allowed_hosts(compose):
     services = app_services(compose)
 
-    assert {"migrate", "web", "worker", "delivery", "beat"} <= set(services)
+    assert {"migrate", "web", "ws", "worker", "delivery", "beat"} <= set(services)
     for service in services.values():
         environment = service["environment"]
         assert required("SECRET_KEY").fullmatch(environment["SECRET_KEY"])

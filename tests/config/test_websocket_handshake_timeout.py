@@ -1,4 +1,4 @@
-"""Every way of starting the web process gives WebSocket handshakes 30 s, not daphne's 5.
+"""Every way of starting daphne gives WebSocket handshakes 30 s, not daphne's 5.
 
 daphne's command line drops a handshake the app has not accepted within 5 s without an
 HTTP answer; in a reconnect storm larger than ~5 s of handshake capacity every handshake
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("launcher", "line_with"),
-    [("Procfile", "web:"), ("Dockerfile", "CMD"), ("docker-compose.yml", "command: daphne")],
+    [("Procfile", "ws:"), ("Dockerfile", "CMD"), ("docker-compose.yml", "command: daphne")],
 )
 def test_the_web_process_waits_30_s_for_a_websocket_handshake(launcher, line_with):
     # Given how the web process is started there

@@ -1,5 +1,5 @@
 """Real processes for end-to-end, cross-process and fault tests: Celery worker and beat,
-daphne, redis-server. The one helper for them.
+daphne, the HTTP server (gunicorn), redis-server. The one helper for them.
 
 Each process gets the test database and its own Redis URL through the environment,
 exactly as production processes get theirs.
@@ -110,6 +110,12 @@ def daphne_command(port: int) -> list[str]:
     return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
 
 
+def http_server_command(port: int, workers: int) -> list[str]:
+    """The Procfile's ``web``: the HTTP API on gunicorn's worker processes."""
+    return [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "-w", str(workers),
+            "-b", f"127.0.0.1:{port}", "config.asgi:application"]  # fmt: skip
+
+
 def redis_command(port: int) -> list[str]:
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     return [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
@@ -118,6 +124,8 @@ def redis_command(port: int) -> list[str]:
 class Daphne:
     """A real daphne on the test database and the machine's Redis (cross-process and
     browser tests), started on a free port and stopped by ``stop()``."""
+
+    name = "daphne"
 
     def __init__(self, port: int | None = None, **env: str):
         self.port = port or free_port()
@@ -134,20 +142,24 @@ class Daphne:
         )
         # Closed in stop(); the server writes to it for its whole life.
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            prefix=f"daphne-{self.port}-", suffix=".log"
+            prefix=f"{self.name}-{self.port}-", suffix=".log"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        return daphne_command(self.port)
+
     def start(self) -> "Daphne":
+        # Its own process group: stop() reaches gunicorn's workers too.
         self.process = subprocess.Popen(
-            daphne_command(self.port), cwd=ROOT, env=self.env, stdout=self.log,
-            stderr=subprocess.STDOUT,
+            self.command(), cwd=ROOT, env=self.env, stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
         def serving() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited:\n{self.output()}")
+                raise RuntimeError(f"{self.name} exited:\n{self.output()}")
             try:
                 return requests.get(f"{self.url}/health", timeout=1).status_code == 200
             except requests.RequestException:  # refused, or too slow while starting
@@ -157,7 +169,7 @@ class Daphne:
             wait_for(serving, timeout=30, interval=0.2)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"daphne did not start in 30 s:\n{self.output()}") from None
+            raise RuntimeError(f"{self.name} did not start in 30 s:\n{self.output()}") from None
         return self
 
     def output(self) -> str:
@@ -165,10 +177,25 @@ class Daphne:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+                kill(self.process)
         self.log.close()
+
+
+class HttpServer(Daphne):
+    """The HTTP server as the Procfile's ``web`` starts it (gunicorn with ``workers``
+    uvicorn workers, config/gunicorn.py), on the same database and Redis as ``Daphne``:
+    the split layout of docs/operations.md#process-layout."""
+
+    name = "gunicorn"
+
+    def __init__(self, port: int | None = None, workers: int = 2, **env: str):
+        super().__init__(port, **env)
+        self.workers = workers
+
+    def command(self) -> list[str]:
+        return http_server_command(self.port, self.workers)

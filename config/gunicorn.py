@@ -1,0 +1,47 @@
+"""gunicorn's settings for the HTTP server: the Procfile's and compose's ``web``.
+
+    gunicorn -c python:config.gunicorn -b 127.0.0.1:8000 config.asgi:application
+
+The HTTP API runs here, in ``WEB_CONCURRENCY`` worker processes that share one listening
+socket; WebSocket stays on daphne (``ws``), as the Channels docs lay out production
+(docs/operations.md#process-layout). Each worker is uvicorn running the same ASGI
+application daphne runs, so ``config.handlers`` (one thread per request, load shedding
+past ``MAX_IN_FLIGHT_REQUESTS``, requests of departed clients never run) holds per
+worker unchanged; docs/architecture.md#http-and-websocket-servers says why not WSGI.
+"""
+
+import os
+
+from uvicorn_worker import UvicornWorker
+
+
+class HttpWorker(UvicornWorker):
+    CONFIG_KWARGS = {
+        **UvicornWorker.CONFIG_KWARGS,  # uvloop and httptools: C event loop and parser
+        # Channels' ProtocolTypeRouter has no lifespan handler; "auto" logs a warning at
+        # every start instead.
+        "lifespan": "off",
+        # django-structlog already logs each request once; a second access line per
+        # request costs CPU on the hot path and says nothing new.
+        "access_log": False,
+        # The client address stays the peer's, as under daphne: NUM_PROXIES decides
+        # whether X-Forwarded-For counts (API throttles, admin lockout).
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
+worker_class = "config.gunicorn.HttpWorker"
+# Not preloaded: each worker opens its own database pool and Redis clients after the fork
+# (pool threads and sockets do not survive one).
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Idle keep-alive a client (a store's backend, a load balancer) may reuse; load balancers
+# close theirs first at 60 s or less, so 75 s never cuts one mid-request.
+keepalive = 75
+# A worker that has not reported for this long is stuck: gunicorn replaces it.
+timeout = 60
+graceful_timeout = 30
+# gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl):
+# a second server on the machine (another worker count, tests, a benchmark) takes it over
+# from the first. Nothing here uses gunicornc; signals (HUP, TTIN/TTOU) still work.
+control_socket_disable = True
