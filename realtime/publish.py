@@ -34,7 +34,9 @@ def _layer_shares_our_redis() -> bool:
     layer_settings: Any = settings.CHANNEL_LAYERS.get("default", {})
     backend = str(layer_settings.get("BACKEND", ""))
     hosts = layer_settings.get("CONFIG", {}).get("hosts", [])
-    return backend.endswith("RedisPubSubChannelLayer") and hosts == [settings.REDIS_URL]
+    # A host is a URL or a dict of connection options with its URL as "address".
+    addresses = [host.get("address") if isinstance(host, dict) else host for host in hosts]
+    return backend.endswith("RedisPubSubChannelLayer") and addresses == [settings.REDIS_URL]
 
 
 def _publish_to_groups(groups: list[str], message: dict[str, Any]) -> None:

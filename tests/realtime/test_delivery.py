@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import redis
 from channels.db import database_sync_to_async
+from channels_redis.pubsub import RedisPubSubLoopLayer
 from django.utils import timezone
 
 from interventions.models import Intervention, Status
@@ -238,3 +239,29 @@ def test_transport_reports_a_transient_error_when_redis_is_down(settings, storef
     assert failure.value.reason == "redis_unreachable"
     assert isinstance(failure.value.__cause__, redis.RedisError)
     assert time.monotonic() - started < 5
+
+
+async def test_a_frame_is_published_from_a_thread_without_the_layers_event_loop_hop(
+    storefront, channel_layer, monkeypatch
+):
+    """Request threads and Celery workers publish with one Redis pipeline. The layer's own
+    ``group_send`` from a thread costs an event loop hop per room, and from a worker a new
+    loop, pub/sub connection and receiver task per call; a settings change (socket
+    timeouts, hosts written as dicts) once turned the fast path off silently."""
+    alice = random_user()
+    tab, _ = await open_room(room_url(storefront.store.pk, "user", alice))
+    layer_sends: list[str] = []
+
+    async def counted_group_send(self, group, message):
+        layer_sends.append(group)
+
+    # RedisPubSubChannelLayer hands each call to a per-event-loop layer.
+    monkeypatch.setattr(RedisPubSubLoopLayer, "group_send", counted_group_send)
+    intervention = await db(sent_intervention)(storefront.store, alice)
+
+    message_id = await db(publish)(intervention)
+
+    frame = await next_of_type(tab, "intervention")
+    assert frame["messageId"] == message_id
+    assert layer_sends == []
+    await tab.disconnect()
