@@ -209,13 +209,16 @@ def _shares(
         intervention__in=cohort,
     ).values_list("store_id", "metadata__order_id")
     wanted = {(store_id, order_id) for store_id, order_id in found if isinstance(order_id, str)}
-    orders = Conversion.objects.filter(
-        Q(intervention__in=cohort)
-        | Q(
-            store_id__in={store_id for store_id, _ in wanted},
-            order_id__in={order_id for _, order_id in wanted},
-        )
-    ).order_by("pk")
+    # Two queries, not one with OR: under an OR PostgreSQL can only test the cohort
+    # subquery row by row, and once the cohort outgrows work_mem it scans the whole
+    # cohort for every order (a 7-day backfill chunk at 10 M interventions did not finish
+    # in minutes; docs/benchmarks.md). Apart, each is a semi-join or a unique-index probe.
+    primary = Conversion.objects.filter(intervention__in=cohort)
+    credited = Conversion.objects.filter(
+        store_id__in={store_id for store_id, _ in wanted},
+        order_id__in={order_id for _, order_id in wanted},
+    )
+    orders = sorted({order.pk: order for order in (*primary, *credited)}.values(), key=pk_of)
     credits: list[tuple[str, Decimal, Any, str]] = []
     for order in orders:
         given = order.credits or (
@@ -259,6 +262,10 @@ def _shares(
             weight,
             revenue,
         )
+
+
+def pk_of(order: Conversion) -> int:
+    return order.pk
 
 
 def _suppressions(rows: QuerySet[Intervention], now: datetime) -> list[SuppressionRollup]:
