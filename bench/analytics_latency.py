@@ -182,10 +182,7 @@ def explain(store: Store) -> None:
     print(recent.values("channel").annotate(n=Count("pk")).explain(analyze=True))
 
 
-WRITERS = 4
-
-
-def lag(seconds: float, rate: float, interval: float, days: int) -> None:
+def lag(seconds: float, rate: float, interval: float, days: int, writers: int) -> None:
     """Events at ``rate``/s into recent sends while beat's recount runs every ``interval``;
     lag = end of the first recount that started after the event's commit - the commit."""
     recent = list(
@@ -205,20 +202,20 @@ def lag(seconds: float, rate: float, interval: float, days: int) -> None:
         while time.monotonic() < stop:
             do_record_tracking_event(random.choice(pool), "clicked", source="bench")
             committed.append(time.monotonic())
-            next_at += WRITERS / rate
+            next_at += writers / rate
             time.sleep(max(0.0, next_at - time.monotonic()))
         close_old_connections()
 
     # Several writers: one thread cannot record 200 events/s on a busy machine.
-    writers = [threading.Thread(target=writer) for _ in range(WRITERS)]
-    for thread in writers:
+    threads = [threading.Thread(target=writer) for _ in range(writers)]
+    for thread in threads:
         thread.start()
     while time.monotonic() < stop:
         started = time.monotonic()
         do_refresh_recent_rollups(days)
         recounts.append((started, time.monotonic()))
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
-    for thread in writers:
+    for thread in threads:
         thread.join()
     durations = [end - start for start, end in recounts]
     lags = []
@@ -310,6 +307,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="Events per second for --lag.")
     parser.add_argument("--interval", type=float, default=60, help="Recount every N s (beat).")
     parser.add_argument("--days", type=int, default=2, help="Days each recount covers.")
+    parser.add_argument("--writers", type=int, default=4, help="Threads writing for --lag.")
     parser.add_argument("--track", type=int, default=0, help="POST /track requests to time.")
     parser.add_argument("--pixel", type=int, default=0, help="Open pixel requests to time.")
     parser.add_argument("--threads", type=int, default=4)
@@ -334,7 +332,7 @@ def run(args: argparse.Namespace) -> None:
     if args.explain:
         explain(store)
     if args.lag:
-        lag(args.lag, args.rate, args.interval, args.days)
+        lag(args.lag, args.rate, args.interval, args.days, args.writers)
     ingest(store, args)
 
 
