@@ -27,17 +27,20 @@ from zoneinfo import ZoneInfo
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Left, StrIndex, TruncDate
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
-from interventions.models import Intervention, Status
+from interventions.models import Cart, DeliveryAttempt, Intervention, Status
 from stores.models import Store
 from tracking.models import (
+    CartRollup,
     Cohort,
     Conversion,
     DailyRollup,
+    FailureOutcome,
+    FailureRollup,
     RevenueRollup,
     SuppressionRollup,
     TrackingEvent,
@@ -285,6 +288,75 @@ def _suppressions(rows: QuerySet[Intervention], now: datetime) -> list[Suppressi
     ]
 
 
+def _carts(store_ids: list[UUID], span: Span, now: datetime) -> list[CartRollup]:
+    # The (store, abandoned_at) index: the cost follows the span's carts.
+    return [
+        CartRollup(refreshed_at=now, **row)
+        for row in Cart.objects.filter(
+            store_id__in=store_ids, abandoned_at__gte=span.since, abandoned_at__lt=span.until
+        )
+        .annotate(day=TruncDate("abandoned_at", tzinfo=span.zone))
+        .values("store_id", "day")
+        .annotate(abandoned=Count("pk"))
+        .order_by()
+    ]
+
+
+# Reported by a provider after the send: the failures a send-time error never shows.
+PROVIDER_FAILURES = ("bounced", "complained", "failed")
+
+
+def _failures(store_ids: list[UUID], span: Span, now: datetime) -> list[FailureRollup]:
+    """Failed attempts by the transport's reason code, and provider failure reports."""
+    # Attempts record "<reason code>: <provider message>"; the code is what groups (the
+    # message names addresses and ids). Cut in SQL so the grouping stays in the database.
+    code = Case(
+        When(error__contains=":", then=Left("error", StrIndex("error", Value(":")) - 1)),
+        default=F("error"),
+        output_field=CharField(),
+    )
+    attempts = (
+        # The partial index on failed attempts' start finds the span's few failures; each
+        # then probes its intervention for the store (attempts have no store column).
+        DeliveryAttempt.objects.filter(
+            started_at__gte=span.since,
+            started_at__lt=span.until,
+            outcome__in=DeliveryAttempt.FAILED,
+            intervention__store_id__in=store_ids,
+        )
+        .annotate(
+            store_id=F("intervention__store_id"),
+            day=TruncDate("started_at", tzinfo=span.zone),
+            reason=code,
+        )
+        .values("store_id", "day", "channel", "outcome", "reason")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    reports = (
+        TrackingEvent.objects.filter(
+            store_id__in=store_ids,
+            kind__in=PROVIDER_FAILURES,
+            occurred_at__gte=span.since,
+            occurred_at__lt=span.until,
+            duplicate=False,
+        )
+        .annotate(
+            day=TruncDate("occurred_at", tzinfo=span.zone),
+            channel=F("intervention__channel"),
+            reason=F("kind"),
+            outcome=Value(FailureOutcome.AFTER_SEND.value, output_field=CharField()),
+        )
+        .values("store_id", "day", "channel", "outcome", "reason")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return [
+        FailureRollup(refreshed_at=now, **(row | {"reason": (row["reason"] or "unknown")[:500]}))
+        for row in (*attempts, *reports)
+    ]
+
+
 def recount(store_ids: Iterable[UUID], span: Span) -> int:
     """Recount the rollups of these stores (all in ``span.zone``) over ``span``'s days;
     the number of rollup rows written."""
@@ -306,9 +378,13 @@ def recount(store_ids: Iterable[UUID], span: Span) -> int:
                 .values_list("pk", flat=True)
             )
             days = {"store_id__in": store_ids, "day__gte": span.first, "day__lte": span.last}
-            for model in (DailyRollup, RevenueRollup, SuppressionRollup):
+            for model in (DailyRollup, RevenueRollup, SuppressionRollup, CartRollup, FailureRollup):
                 model.objects.filter(**days).delete()
-            written = 0
+            carts = _carts(store_ids, span, now)
+            failures = _failures(store_ids, span, now)
+            CartRollup.objects.bulk_create(carts, batch_size=BATCH)
+            FailureRollup.objects.bulk_create(failures, batch_size=BATCH)
+            written = len(carts) + len(failures)
             for cohort, by in ((Cohort.SENT, "sent_at"), (Cohort.DECIDED, "created_at")):
                 rows = _cohort(store_ids, span, by)
                 daily = list(_counts(rows, cohort, now))
