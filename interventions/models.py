@@ -295,7 +295,9 @@ class DeliveryAttempt(models.Model):
             models.Index(
                 fields=["started_at"],
                 name="attempt_failed_started",
-                condition=models.Q(outcome__in=["worker_lost", "transient_error", "permanent_error"]),
+                condition=models.Q(
+                    outcome__in=["worker_lost", "transient_error", "permanent_error"]
+                ),
             )
         ]
 

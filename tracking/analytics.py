@@ -311,4 +311,7 @@ def failures(store: Store, filters: Filters) -> list[dict[str, Any]]:
     rows = FailureRollup.objects.filter(store=store, day__gte=span.first, day__lte=span.last)
     if filters.channel:
         rows = rows.filter(channel=filters.channel)
-    return list(rows.values("outcome", "reason").annotate(count=Sum("count")).order_by())
+    return [
+        dict(row)
+        for row in rows.values("outcome", "reason").annotate(count=Sum("count")).order_by()
+    ]
