@@ -295,9 +295,11 @@ class DeliveryAttempt(models.Model):
             models.Index(
                 fields=["started_at"],
                 name="attempt_failed_started",
-                condition=models.Q(
-                    outcome__in=["worker_lost", "transient_error", "permanent_error"]
-                ),
+                # ORs, not IN: PostgreSQL prints an IN-list predicate in a form that
+                # re-parses differently, and the bench seed rebuilds indexes from that print.
+                condition=models.Q(outcome="worker_lost")
+                | models.Q(outcome="transient_error")
+                | models.Q(outcome="permanent_error"),
             )
         ]
 

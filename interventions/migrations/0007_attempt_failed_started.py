@@ -23,9 +23,9 @@ class Migration(migrations.Migration):
         AddIndexConcurrentlyOnPostgres(
             model_name="deliveryattempt",
             index=models.Index(
-                condition=models.Q(
-                    ("outcome__in", ["worker_lost", "transient_error", "permanent_error"])
-                ),
+                condition=models.Q(outcome="worker_lost")
+                | models.Q(outcome="transient_error")
+                | models.Q(outcome="permanent_error"),
                 fields=["started_at"],
                 name="attempt_failed_started",
             ),
