@@ -3,8 +3,8 @@
 The figures are sums over the daily rollups (``tracking.rollups``: per store-local day,
 campaign, variant and channel, recounted from the raw rows by beat), so a dashboard over
 months reads a few hundred rows whatever the volume. Abandoned carts, which have no
-campaign or channel, and delivery failures have rollups of their own. Opens and clicks count once per
-intervention and never when flagged duplicate. An order counts in the period of the send
+campaign or channel, and delivery failures have rollups of their own. Opens and clicks
+count once per intervention and never when flagged duplicate. An order counts in the period of the send
 that earned it: in ``totals`` once, on its primary intervention; in a breakdown (series,
 channels, campaigns) as the attribution model shares it (docs/analytics.md, "Shares").
 """
