@@ -2,9 +2,9 @@
 
 The figures are sums over the daily rollups (``tracking.rollups``: per store-local day,
 campaign, variant and channel, recounted from the raw rows by beat), so a dashboard over
-months reads a few hundred rows whatever the volume. Only abandoned carts, which have no
-campaign or channel, are counted from their own rows. Opens and clicks count once per
-intervention and never when flagged duplicate. An order counts in the period of the send
+months reads a few hundred rows whatever the volume. Abandoned carts, which have no
+campaign or channel, and delivery failures have rollups of their own. Opens and clicks
+count once per intervention and never when flagged duplicate. An order counts in the period of the send
 that earned it: in ``totals`` once, on its primary intervention; in a breakdown (series,
 channels, campaigns) as the attribution model shares it (docs/analytics.md, "Shares").
 """
@@ -20,9 +20,15 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import QuerySet, Sum
 
-from interventions.models import Cart
 from stores.models import Store
-from tracking.models import Cohort, DailyRollup, RevenueRollup, SuppressionRollup
+from tracking.models import (
+    CartRollup,
+    Cohort,
+    DailyRollup,
+    FailureRollup,
+    RevenueRollup,
+    SuppressionRollup,
+)
 from tracking.rollups import NUMBER, Span, recount
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "Filters",
     "channels",
     "conversion_funnel",
+    "failures",
     "filters_for",
     "performance",
 ]
@@ -277,13 +284,13 @@ def conversion_funnel(store: Store, filters: Filters) -> dict[str, Any]:
         .annotate(n=Sum("count"))
     ):
         reasons[row["reason"]] += row["n"]
-    # Carts have no campaign or channel: the rollups cannot answer this one; the
-    # (store, abandoned_at) index does.
-    carts = Cart.objects.filter(
-        store=store, abandoned_at__gte=filters.since, abandoned_at__lt=filters.until
-    )
+    # Carts have no campaign or channel: every filter leaves their count as it is.
+    span = filters.span(ZoneInfo(store.timezone))
+    carts = CartRollup.objects.filter(
+        store=store, day__gte=span.first, day__lte=span.last
+    ).aggregate(n=Sum("abandoned"))["n"]
     steps = [
-        {"step": "carts_abandoned", "count": carts.count()},
+        {"step": "carts_abandoned", "count": carts or 0},
         {"step": "decided", "count": decided},
         {
             "step": "suppressed",
@@ -296,3 +303,18 @@ def conversion_funnel(store: Store, filters: Filters) -> dict[str, Any]:
         *({"step": name, "count": totals[name]} for name in COUNTS),
     ]
     return {"funnel": steps, "totals": totals}
+
+
+def failures(store: Store, filters: Filters) -> list[dict[str, Any]]:
+    """Delivery failures in the period per outcome and reason (the admin dashboard's
+    delivery health), summed over the failure rollups; a channel filter applies, a
+    campaign or variant one does not (failures are not kept per campaign)."""
+    _refresh_on_read(store, filters)
+    span = filters.span(ZoneInfo(store.timezone))
+    rows = FailureRollup.objects.filter(store=store, day__gte=span.first, day__lte=span.last)
+    if filters.channel:
+        rows = rows.filter(channel=filters.channel)
+    return [
+        dict(row)
+        for row in rows.values("outcome", "reason").annotate(count=Sum("count")).order_by()
+    ]

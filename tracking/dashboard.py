@@ -11,23 +11,19 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, CharField, Count, F, Q, Value, When
-from django.db.models.functions import Left, StrIndex
+from django.db.models import Count
 
 from campaigns.models import Campaign
-from interventions.models import DeliveryAttempt
 from notifications.models import Suppression
 from stores.models import Store
 from tracking import analytics
-from tracking.models import TrackingEvent
+from tracking.models import FailureOutcome
 
 TOP_CAMPAIGNS = 5
-# Reported by a provider after the send: the failures a send-time error never shows.
-PROVIDER_FAILURES = ("bounced", "complained", "failed")
 FAILED_OUTCOMES: dict[str, str] = {
-    DeliveryAttempt.Outcome.PERMANENT_ERROR: "permanent",
-    DeliveryAttempt.Outcome.TRANSIENT_ERROR: "transient",
-    DeliveryAttempt.Outcome.WORKER_LOST: "worker lost",
+    FailureOutcome.PERMANENT: "permanent",
+    FailureOutcome.TRANSIENT: "transient",
+    FailureOutcome.WORKER_LOST: "worker lost",
 }
 
 
@@ -80,9 +76,25 @@ def top_campaigns(store: Store, filters: analytics.Filters) -> list[dict[str, An
 
 def delivery_health(store: Store, filters: analytics.Filters) -> dict[str, Any]:
     """What went wrong in the period: failed send attempts by the transport's reason code,
-    provider reports of failure after the send, and addresses newly suppressed."""
+    provider reports of failure after the send (both from the failure rollups, so they lag
+    the events as the charts do), and addresses newly suppressed."""
+    attempts: dict[str, dict[str, int]] = defaultdict(dict)
+    reports: dict[str, int] = defaultdict(int)
+    for row in analytics.failures(store, filters):
+        if row["outcome"] == FailureOutcome.AFTER_SEND:
+            reports[row["reason"]] += row["count"]
+        else:
+            kind = FAILED_OUTCOMES[row["outcome"]]
+            attempts[row["reason"]][kind] = attempts[row["reason"]].get(kind, 0) + row["count"]
     return {
-        "failures": _attempt_failures(store, filters) + _provider_failures(store, filters),
+        "failures": [
+            {"reason": reason, "kinds": kinds}
+            for reason, kinds in sorted(attempts.items(), key=lambda item: -sum(item[1].values()))
+        ]
+        + [
+            {"reason": reason, "kinds": {"after send": n}}
+            for reason, n in sorted(reports.items(), key=lambda item: (-item[1], item[0]))
+        ],
         "suppressions": [
             {"channel": row["channel"], "reason": row["reason"], "count": row["count"]}
             for row in Suppression.objects.filter(
@@ -93,49 +105,3 @@ def delivery_health(store: Store, filters: analytics.Filters) -> dict[str, Any]:
             .order_by("-count", "channel", "reason")
         ],
     }
-
-
-def _attempt_failures(store: Store, filters: analytics.Filters) -> list[dict[str, Any]]:
-    # Attempts record "<reason code>: <provider message>"; the code is what groups (the
-    # message names addresses and ids). Cut in SQL so the grouping stays in the database.
-    code = Case(
-        When(error__contains=":", then=Left("error", StrIndex("error", Value(":")) - 1)),
-        default=F("error"),
-        output_field=CharField(),
-    )
-    rows = (
-        DeliveryAttempt.objects.filter(
-            intervention__store=store,
-            started_at__gte=filters.since,
-            started_at__lt=filters.until,
-            outcome__in=list(FAILED_OUTCOMES),
-        )
-        .annotate(code=code)
-        .values("code", "outcome")
-        .annotate(count=Count("pk"))
-        .order_by()
-    )
-    failures: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in rows:
-        kind = FAILED_OUTCOMES[row["outcome"]]
-        reason = row["code"] or "unknown"
-        failures[reason][kind] = failures[reason].get(kind, 0) + row["count"]
-    return [
-        {"reason": reason, "kinds": kinds}
-        for reason, kinds in sorted(failures.items(), key=lambda item: -sum(item[1].values()))
-    ]
-
-
-def _provider_failures(store: Store, filters: analytics.Filters) -> list[dict[str, Any]]:
-    rows = (
-        TrackingEvent.objects.filter(
-            store=store,
-            kind__in=PROVIDER_FAILURES,
-            occurred_at__gte=filters.since,
-            occurred_at__lt=filters.until,
-        )
-        .values("kind")
-        .annotate(count=Count("pk", filter=Q(duplicate=False)))
-        .order_by("-count", "kind")
-    )
-    return [{"reason": row["kind"], "kinds": {"after send": row["count"]}} for row in rows]

@@ -113,8 +113,8 @@ class Cohort(models.TextChoices):
     DECIDED = "decided"
 
 
-class DailyRollup(models.Model):
-    """Counts per store x store-local day x cohort x campaign x variant x channel, recounted
+class Rollup(models.Model):
+    """What every rollup row is: one store's figures for one store-local day, recounted
     from the raw rows by ``tracking.rollups`` (docs/analytics.md, "Rollups").
 
     No unique constraint: a recount deletes and re-inserts a store's days under the store's
@@ -124,12 +124,29 @@ class DailyRollup(models.Model):
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
-    cohort = models.CharField(max_length=8, choices=Cohort.choices)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class SendRollup(Rollup):
+    """A rollup of sends: keyed by campaign, variant and channel as well."""
+
     campaign = models.ForeignKey(
         "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     variant = models.CharField(max_length=64, blank=True)
     channel = models.CharField(max_length=16)
+
+    class Meta:
+        abstract = True
+
+
+class DailyRollup(SendRollup):
+    """Counts per store x store-local day x cohort x campaign x variant x channel."""
+
+    cohort = models.CharField(max_length=8, choices=Cohort.choices)
     # Interventions of the cohort: sent ones for "sent", every decision for "decided".
     interventions = models.PositiveIntegerField(default=0)
     suppressed = models.PositiveIntegerField(default=0)
@@ -140,7 +157,6 @@ class DailyRollup(models.Model):
     clicked = models.PositiveIntegerField(default=0)
     # Orders attributed to the cohort's interventions (all currencies).
     converted = models.PositiveIntegerField(default=0)
-    refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["store_id", "cohort", "day", "id"]
@@ -150,18 +166,11 @@ class DailyRollup(models.Model):
         return f"{self.cohort} {self.day} {self.channel}"
 
 
-class RevenueRollup(models.Model):
+class RevenueRollup(SendRollup):
     """Attributed orders and recovered revenue per currency, on the same key as
     ``DailyRollup``: amounts in different currencies are never added."""
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
-    day = models.DateField()
     cohort = models.CharField(max_length=8, choices=Cohort.choices)
-    campaign = models.ForeignKey(
-        "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    variant = models.CharField(max_length=64, blank=True)
-    channel = models.CharField(max_length=16)
     # "" for orders reported without one (no value to count).
     currency = models.CharField(max_length=3, blank=True)
     # Orders whose primary intervention is on this key: each order on exactly one key, so
@@ -177,7 +186,6 @@ class RevenueRollup(models.Model):
     credited_orders = models.PositiveIntegerField(default=0)
     credited = models.DecimalField(max_digits=14, decimal_places=4, default=0)
     credited_revenue = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["store_id", "cohort", "day", "id"]
@@ -187,19 +195,11 @@ class RevenueRollup(models.Model):
         return f"{self.cohort} {self.day} {self.currency} {self.revenue}"
 
 
-class SuppressionRollup(models.Model):
+class SuppressionRollup(SendRollup):
     """Suppressed decisions per reason (numbers folded to N) on the decided day."""
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
-    day = models.DateField()
-    campaign = models.ForeignKey(
-        "campaigns.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    variant = models.CharField(max_length=64, blank=True)
-    channel = models.CharField(max_length=16)
     reason = models.CharField(max_length=500)
     count = models.PositiveIntegerField(default=0)
-    refreshed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["store_id", "day", "id"]
@@ -207,3 +207,45 @@ class SuppressionRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.reason}: {self.count}"
+
+
+class CartRollup(Rollup):
+    """Carts abandoned on the day, the funnel's first step: carts have no campaign,
+    variant or channel, so they get a row of their own."""
+
+    abandoned = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["store_id", "day", "id"]
+        indexes = [models.Index(fields=["store", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.abandoned} carts"
+
+
+class FailureOutcome(models.TextChoices):
+    """How a delivery failed: a send attempt's outcome, or a provider's report after it."""
+
+    PERMANENT = "permanent_error"
+    TRANSIENT = "transient_error"
+    WORKER_LOST = "worker_lost"
+    AFTER_SEND = "after_send"
+
+
+class FailureRollup(Rollup):
+    """Delivery failures per channel, outcome and reason on the day they happened (the
+    attempt's start, the report's time): a failed attempt's reason is the transport's code
+    (the text before ":" in its error), a provider report's is its kind (bounced,
+    complained, failed; duplicates never)."""
+
+    channel = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=20, choices=FailureOutcome.choices)
+    reason = models.CharField(max_length=500)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["store_id", "day", "id"]
+        indexes = [models.Index(fields=["store", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.outcome} {self.reason}: {self.count}"

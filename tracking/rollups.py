@@ -27,17 +27,32 @@ from zoneinfo import ZoneInfo
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Left, StrIndex, TruncDate
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
-from interventions.models import Intervention, Status
+from interventions.models import Cart, DeliveryAttempt, Intervention, Status
 from stores.models import Store
 from tracking.models import (
+    CartRollup,
     Cohort,
     Conversion,
     DailyRollup,
+    FailureOutcome,
+    FailureRollup,
     RevenueRollup,
     SuppressionRollup,
     TrackingEvent,
@@ -209,13 +224,16 @@ def _shares(
         intervention__in=cohort,
     ).values_list("store_id", "metadata__order_id")
     wanted = {(store_id, order_id) for store_id, order_id in found if isinstance(order_id, str)}
-    orders = Conversion.objects.filter(
-        Q(intervention__in=cohort)
-        | Q(
-            store_id__in={store_id for store_id, _ in wanted},
-            order_id__in={order_id for _, order_id in wanted},
-        )
-    ).order_by("pk")
+    # Two queries, not one with OR: under an OR PostgreSQL can only test the cohort
+    # subquery row by row, and once the cohort outgrows work_mem it scans the whole
+    # cohort for every order (a 7-day backfill chunk at 10 M interventions did not finish
+    # in minutes; docs/benchmarks.md). Apart, each is a semi-join or a unique-index probe.
+    primary = Conversion.objects.filter(intervention__in=cohort)
+    credited = Conversion.objects.filter(
+        store_id__in={store_id for store_id, _ in wanted},
+        order_id__in={order_id for _, order_id in wanted},
+    )
+    orders = sorted({order.pk: order for order in (*primary, *credited)}.values(), key=pk_of)
     credits: list[tuple[str, Decimal, Any, str]] = []
     for order in orders:
         given = order.credits or (
@@ -261,6 +279,10 @@ def _shares(
         )
 
 
+def pk_of(order: Conversion) -> int:
+    return order.pk
+
+
 def _suppressions(rows: QuerySet[Intervention], now: datetime) -> list[SuppressionRollup]:
     folded: dict[tuple[Any, ...], int] = defaultdict(int)
     for row in (
@@ -275,6 +297,75 @@ def _suppressions(rows: QuerySet[Intervention], now: datetime) -> list[Suppressi
             refreshed_at=now, count=n, reason=key[-1], **dict(zip(KEY, key[:-1], strict=True))
         )
         for key, n in folded.items()
+    ]
+
+
+def _carts(store_ids: list[UUID], span: Span, now: datetime) -> list[CartRollup]:
+    # The (store, abandoned_at) index: the cost follows the span's carts.
+    return [
+        CartRollup(refreshed_at=now, **row)
+        for row in Cart.objects.filter(
+            store_id__in=store_ids, abandoned_at__gte=span.since, abandoned_at__lt=span.until
+        )
+        .annotate(day=TruncDate("abandoned_at", tzinfo=span.zone))
+        .values("store_id", "day")
+        .annotate(abandoned=Count("pk"))
+        .order_by()
+    ]
+
+
+# Reported by a provider after the send: the failures a send-time error never shows.
+PROVIDER_FAILURES = ("bounced", "complained", "failed")
+
+
+def _failures(store_ids: list[UUID], span: Span, now: datetime) -> list[FailureRollup]:
+    """Failed attempts by the transport's reason code, and provider failure reports."""
+    # Attempts record "<reason code>: <provider message>"; the code is what groups (the
+    # message names addresses and ids). Cut in SQL so the grouping stays in the database.
+    code = Case(
+        When(error__contains=":", then=Left("error", StrIndex("error", Value(":")) - 1)),
+        default=F("error"),
+        output_field=CharField(),
+    )
+    attempts = (
+        # The partial index on failed attempts' start finds the span's few failures; each
+        # then probes its intervention for the store (attempts have no store column).
+        DeliveryAttempt.objects.filter(
+            started_at__gte=span.since,
+            started_at__lt=span.until,
+            outcome__in=DeliveryAttempt.FAILED,
+            intervention__store_id__in=store_ids,
+        )
+        .annotate(
+            store_id=F("intervention__store_id"),
+            day=TruncDate("started_at", tzinfo=span.zone),
+            reason=code,
+        )
+        .values("store_id", "day", "channel", "outcome", "reason")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    reports = (
+        TrackingEvent.objects.filter(
+            store_id__in=store_ids,
+            kind__in=PROVIDER_FAILURES,
+            occurred_at__gte=span.since,
+            occurred_at__lt=span.until,
+            duplicate=False,
+        )
+        .annotate(
+            day=TruncDate("occurred_at", tzinfo=span.zone),
+            channel=F("intervention__channel"),
+            reason=F("kind"),
+            outcome=Value(FailureOutcome.AFTER_SEND.value, output_field=CharField()),
+        )
+        .values("store_id", "day", "channel", "outcome", "reason")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return [
+        FailureRollup(refreshed_at=now, **(row | {"reason": (row["reason"] or "unknown")[:500]}))
+        for row in (*attempts, *reports)
     ]
 
 
@@ -299,9 +390,13 @@ def recount(store_ids: Iterable[UUID], span: Span) -> int:
                 .values_list("pk", flat=True)
             )
             days = {"store_id__in": store_ids, "day__gte": span.first, "day__lte": span.last}
-            for model in (DailyRollup, RevenueRollup, SuppressionRollup):
+            for model in (DailyRollup, RevenueRollup, SuppressionRollup, CartRollup, FailureRollup):
                 model.objects.filter(**days).delete()
-            written = 0
+            carts = _carts(store_ids, span, now)
+            failures = _failures(store_ids, span, now)
+            CartRollup.objects.bulk_create(carts, batch_size=BATCH)
+            FailureRollup.objects.bulk_create(failures, batch_size=BATCH)
+            written = len(carts) + len(failures)
             for cohort, by in ((Cohort.SENT, "sent_at"), (Cohort.DECIDED, "created_at")):
                 rows = _cohort(store_ids, span, by)
                 daily = list(_counts(rows, cohort, now))

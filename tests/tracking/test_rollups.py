@@ -2,7 +2,7 @@
 analytics endpoints, which read them, answer what the raw rows say."""
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -12,9 +12,21 @@ from django.core.management.base import CommandError
 
 from campaigns.models import Campaign
 from interventions.actions.privacy import do_prune_expired
-from interventions.models import Intervention, Status
+from interventions.actions.receipts import do_record_provider_event
+from interventions.models import Cart, DeliveryAttempt, Intervention, Status
+from tests.support.http_provider import REJECTED
 from tests.tracking.conftest import SAM, rollups_refreshed, send, track
-from tracking.models import Conversion, DailyRollup, RevenueRollup, SuppressionRollup, TrackingEvent
+from tracking import analytics
+from tracking.dashboard import delivery_health
+from tracking.models import (
+    CartRollup,
+    Conversion,
+    DailyRollup,
+    FailureRollup,
+    RevenueRollup,
+    SuppressionRollup,
+    TrackingEvent,
+)
 from tracking.tasks import refresh_recent_rollups
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,11 +57,19 @@ def at(moment, seconds=0):
     return (moment + timedelta(seconds=seconds)).isoformat()
 
 
+def complaint(intervention_id, moment):
+    """A spam complaint reported by the ESP's webhook after the send."""
+    do_record_provider_event(channel="email", provider_message_id="", kind="complained",
+                             source="email_webhook", occurred_at=moment,
+                             intervention_id=intervention_id)  # fmt: skip
+
+
 @pytest.fixture
-def a_busy_week(shop):
+def a_busy_week(shop, provider):
     """Sends over three New York days on two channels, with and without a campaign,
     suppressions, repeated opens and clicks, a repeated order report, an order without a
-    touch, and reports that arrive after beat already counted their day."""
+    touch, a send the provider refused, complaints, carts abandoned, and reports that
+    arrive after beat already counted their day."""
     shop.store.timezone = "America/New_York"
     shop.store.save()
     Campaign.objects.create(
@@ -60,13 +80,16 @@ def a_busy_week(shop):
     with time_machine.travel(MONDAY, tick=False):
         sam = send(shop, user_id="sam", cart_id="c-1")
         lea = send(shop, user_id="lea", cart_id="c-2", channel="sms",
-                   user={"phone": "+33612345678"})  # fmt: skip
+                   user={"phone": "+33612345678"},
+                   personalization={"body": "Your cart is waiting"})  # fmt: skip
         cart_event(shop, "cart_abandoned", "c-3", "kim")
         cart_event(shop, "prediction", "c-4", "joe", prediction={"probability": 0.1})
         cart_event(shop, "prediction", "c-5", "ann", prediction={"probability": 0.2})
         cart_event(shop, "prediction", "c-6", "kai", prediction={"probability": 0.9})
     with time_machine.travel(TUESDAY, tick=False):
         max_ = send(shop, user_id="max", cart_id="c-7", user={"email": "max@example.test"})
+        provider.scripted = [REJECTED]
+        send(shop, user_id="zoe", cart_id="c-9", user={"email": "zoe@example.test"})
     for seconds in (0, 20, 3600):  # the 20 s one is a repeat within the dedupe window
         track(shop, sam, "opened", occurred_at=at(MONDAY, seconds))
     for seconds in (120, 150):
@@ -74,8 +97,12 @@ def a_busy_week(shop):
     track(shop, ned, "delivered")
     track(shop, ned, "opened", occurred_at=at(SUNDAY_NIGHT, 600))
     order(shop, "o-1", "sam", "100.00", "EUR", MONDAY + timedelta(hours=3))
+    complaint(sam, MONDAY + timedelta(hours=2))
     # Beat counts Monday now; everything below arrives after it.
     rollups_refreshed(MONDAY + timedelta(hours=4))
+    complaint(ned, MONDAY + timedelta(hours=5))
+    with time_machine.travel(MONDAY + timedelta(hours=6), tick=False):
+        cart_event(shop, "cart_abandoned", "c-8", "eve")
     track(shop, lea, "delivered")
     track(shop, sam, "opened", occurred_at=at(TUESDAY, 7200))  # a late, counted open
     kai = Intervention.objects.get(cart__external_id="c-6")
@@ -119,6 +146,8 @@ def snapshot(store):
             "credited_revenue",
         ),
         rows(SuppressionRollup, *key, "reason", "count"),
+        rows(CartRollup, "day", "abandoned"),
+        rows(FailureRollup, "day", "channel", "outcome", "reason", "count"),
     )
 
 
@@ -143,9 +172,8 @@ def raw_totals(store):
 def test_rollups_kept_by_beat_equal_a_recount_from_scratch(shop, a_busy_week):
     kept_by_beat = snapshot(shop.store)
 
-    DailyRollup.objects.all().delete()
-    RevenueRollup.objects.all().delete()
-    SuppressionRollup.objects.all().delete()
+    for model in (DailyRollup, RevenueRollup, SuppressionRollup, CartRollup, FailureRollup):
+        model.objects.all().delete()
     call_command("backfill_rollups", "--since=2026-02-25", "--until=2026-03-10", "--chunk-days=2")
 
     assert all(kept_by_beat)
@@ -194,6 +222,36 @@ def test_funnel_from_rollups_keeps_suppression_reasons_and_campaign_filter(shop,
         3, 1, 1,
     )  # fmt: skip
     assert by_campaign["totals"]["revenue"] == {"USD": "80.00"}
+
+
+def test_funnel_carts_and_delivery_failures_answer_what_the_raw_rows_say(shop, a_busy_week):
+    funnel = shop.client.get(f"/api/v1/analytics/conversion?{RANGE}").json()["funnel"]
+    health = delivery_health(shop.store, analytics.filters_for(
+        shop.store, since=date(2026, 2, 28), until=date(2026, 3, 7)))  # fmt: skip
+
+    abandoned = Cart.objects.filter(store=shop.store, abandoned_at__isnull=False).count()
+    assert funnel[0] == {"step": "carts_abandoned", "count": abandoned}
+    # Both complaints, the late one included; the refused send on its transport's code.
+    assert health["failures"] == [
+        {"reason": "esp_422", "kinds": {"permanent": 1}},
+        {"reason": "complained", "kinds": {"after send": 2}},
+    ]
+    assert DeliveryAttempt.objects.filter(outcome="permanent_error").count() == 1
+
+
+def test_embedded_mode_recounts_carts_and_failures_on_read(shop, provider, settings):
+    settings.ROLLUP_REFRESH_ON_READ = True
+    with time_machine.travel(MONDAY, tick=False):
+        provider.scripted = [REJECTED]
+        send(shop, user_id="zoe", cart_id="c-9", user={"email": "zoe@example.test"})
+        cart_event(shop, "cart_abandoned", "c-3", "kim")
+        filters = analytics.filters_for(shop.store)
+
+        funnel = analytics.conversion_funnel(shop.store, filters)["funnel"]
+        health = delivery_health(shop.store, filters)
+
+    assert funnel[0] == {"step": "carts_abandoned", "count": 1}
+    assert health["failures"] == [{"reason": "esp_422", "kinds": {"permanent": 1}}]
 
 
 def test_rollups_lag_until_beat_runs_then_catch_up(shop):
