@@ -87,6 +87,16 @@ def trigger(n: int, run: str, lines: int) -> dict:
     }
 
 
+def event(n: int, run: str, lines: int) -> dict:
+    """The same shopper and cart as ``trigger``, as a cart_abandoned event that the
+    bench's triggered campaign answers with an email."""
+    body = trigger(n, run, lines)
+    return {
+        "type": "cart_abandoned",
+        **{k: body[k] for k in ("user_id", "cart_id", "user", "cart")},
+    }
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and its reaped children."""
     try:
@@ -153,7 +163,9 @@ def prepare(root: Path, env: dict[str, str]) -> str:
             *manage,
             "shell",
             "-c",
-            "from stores.models import Store; Store.objects.update("
+            "from campaigns.models import Campaign; from stores.models import Store; "
+            "Campaign.objects.create(store=Store.objects.get(), name='Abandoned carts', "
+            "trigger='cart_abandoned', channel='email'); Store.objects.update("
             "quiet_hours_start=None, quiet_hours_end=None, frequency_cap_per_hour=0, channel_caps_per_day={})",
         ],
         cwd=root,
@@ -168,18 +180,20 @@ async def offer(args: argparse.Namespace, bases: list[str], headers: dict, meter
     answered; returns the answers' figures."""
     run = uuid.uuid4().hex[:6]
     count = int(args.rate * args.duration)
-    starts = list(range(0, count, args.batch_size))
+    size = args.batch_size if args.mode == "batch" else 1
     bodies = [
         json.dumps(
             {
                 "interventions": [
-                    trigger(n, run, args.cart_lines)
-                    for n in range(s, min(s + args.batch_size, count))
+                    trigger(n, run, args.cart_lines) for n in range(s, min(s + size, count))
                 ]
             }
+            if args.mode == "batch"
+            else event(s, run, args.cart_lines)
         )
-        for s in starts
+        for s in range(0, count, size)
     ]
+    path = "/api/v1/interventions/batch" if args.mode == "batch" else "/api/v1/events"
     latencies: list[float] = []
     accepted = failed = 0
     last_answer = 0.0
@@ -188,10 +202,13 @@ async def offer(args: argparse.Namespace, bases: list[str], headers: dict, meter
         nonlocal accepted, failed, last_answer
         sent = time.perf_counter()
         response = await http.post(
-            f"{bases[index % len(bases)]}/api/v1/interventions/batch", content=body, headers=headers
+            f"{bases[index % len(bases)]}{path}", content=body, headers=headers
         )
         last_answer = time.perf_counter()
         latencies.append(last_answer - sent)
+        if response.status_code == 202:  # an event, with the interventions it started
+            accepted += len(response.json()["interventions"])
+            return
         if response.status_code != 207:
             failed += body.count('"user_id"')
             print("answer", response.status_code, response.text[:200], file=sys.stderr)
@@ -205,7 +222,7 @@ async def offer(args: argparse.Namespace, bases: list[str], headers: dict, meter
             await asyncio.to_thread(meter.sample)
             await asyncio.sleep(0.5)
 
-    interval = args.batch_size / args.rate
+    interval = size / args.rate
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=1000)) as http:
         sampling = asyncio.create_task(sampler())
         began = time.perf_counter()
@@ -250,6 +267,13 @@ def wait_for_delivery(meter: Meter, accepted: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", type=Path, default=HERE, help="checkout whose code serves")
+    parser.add_argument(
+        "--mode",
+        choices=["batch", "events"],
+        default="batch",
+        help="batches of triggers, or one cart_abandoned event per POST /api/v1/events "
+        "(it has no bulk form) answered by a triggered email campaign",
+    )
     parser.add_argument("--rate", type=float, default=300, help="offered triggers per second")
     parser.add_argument("--duration", type=float, default=20, help="seconds of offered load")
     parser.add_argument("--batch-size", type=int, default=500)
@@ -340,6 +364,7 @@ def main() -> None:
             json.dumps(
                 {
                     "root": str(root),
+                    "mode": args.mode,
                     "offered_per_s": args.rate,
                     "batch_size": args.batch_size,
                     "cart_lines": args.cart_lines,
