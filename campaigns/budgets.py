@@ -182,6 +182,12 @@ def add_usage(campaign: Campaign, day: date, usage: Usage) -> None:
     turns again. A crash may lose the last counts (usage shown low), never a send.
     """
     costs = [usage.cost.get(channel, Decimal(0)) for channel in COSTED_CHANNELS]
+    # In day order, as the ledger locks them, so the two never deadlock.
+    rows: list[Any] = [
+        value
+        for row_day in sorted([TOTAL_DAY, day])
+        for value in (campaign.pk, row_day, usage.sends, usage.discount, *costs)
+    ]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(
@@ -194,11 +200,7 @@ def add_usage(campaign: Campaign, day: date, usage: Usage) -> None:
                     cost_email = spend.cost_email + EXCLUDED.cost_email,
                     cost_sms = spend.cost_sms + EXCLUDED.cost_sms,
                     cost_push = spend.cost_push + EXCLUDED.cost_push""",
-            [
-                value
-                for row_day in sorted([TOTAL_DAY, day])
-                for value in (campaign.pk, row_day, usage.sends, usage.discount, *costs)
-            ],
+            rows,
         )
 
 
