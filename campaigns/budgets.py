@@ -1,9 +1,9 @@
 """Campaign budgets: sends per day and in total, discount spend, cost per channel.
 
 Every send a campaign decides is charged to ``CampaignSpend`` rows (the store-local day's
-and the ``TOTAL_DAY`` row). For a campaign with a budget, a ``BudgetLedger`` locks both rows at its
-first charge (SELECT ... FOR UPDATE), checks and adds in memory, and writes them back
-before the commit of the transaction that stores the intervention. So two transactions
+and the ``TOTAL_DAY`` row). For a campaign with a budget, a ``BudgetLedger`` locks both
+rows at its first charge (SELECT ... FOR UPDATE), checks and adds in memory, and writes
+them back before the commit of the transaction that stores the intervention. So two transactions
 charging the same campaign take turns from the charge on, and the budget is never
 overshot by decided sends: the bound is zero at decision time. A campaign without any
 budget takes no lock (its events would otherwise run one at a time): its usage is added
@@ -113,8 +113,8 @@ class BudgetLedger:
 
     A budgeted campaign's rows are locked at the first charge (not before: the lock lasts
     to the commit, and every event of the campaign waits for it). A campaign without any
-    budget takes no lock: nothing can be refused, so its usage is added after the commit,
-    one short UPDATE that waits for no open transaction.
+    budget takes no lock: nothing can be refused, so its usage is added after the commit
+    (``add_usage``), one upsert that waits for no open transaction.
     """
 
     def __init__(self, campaign: Campaign, now: datetime):
