@@ -1,11 +1,13 @@
 """Campaign budgets: sends per day and in total, discount spend, cost per channel.
 
 Every send a campaign decides is charged to ``CampaignSpend`` rows (the store-local day's
-and the ``TOTAL_DAY`` row) in the transaction that stores the intervention. A
-``BudgetLedger`` locks both rows when it opens (SELECT ... FOR UPDATE), checks and adds in
-memory, and writes them back before the commit. So two transactions charging the same
-campaign take turns, and the budget is never overshot by decided sends: the bound is
-zero at decision time. What it does not see is documented in docs/campaigns.md (a
+and the ``TOTAL_DAY`` row). For a campaign with a budget, a ``BudgetLedger`` locks both
+rows at its first charge (SELECT ... FOR UPDATE), checks and adds in memory, and writes
+them back before the commit of the transaction that stores the intervention. So two transactions
+charging the same campaign take turns from the charge on, and the budget is never
+overshot by decided sends: the bound is zero at decision time. A campaign without any
+budget takes no lock (its events would otherwise run one at a time): its usage is added
+after the commit. What it does not see is documented in docs/campaigns.md (a
 fallback to another channel after the decision is not charged again; a decided send that
 is later cancelled is not refunded).
 """
@@ -14,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 from django.conf import settings
+from django.db import connection, transaction
 from prometheus_client import Counter
 
 from campaigns.models import Campaign, CampaignSpend
@@ -93,29 +97,56 @@ def refusal(campaign: Campaign, today: Usage, total: Usage, channel: str, discou
     return ""
 
 
+def has_budget(campaign: Campaign) -> bool:
+    """Whether any budget or cost cap limits the campaign's sends."""
+    return any(
+        limit is not None
+        for limit in (
+            campaign.budget_sends_per_day,
+            campaign.budget_sends_total,
+            campaign.budget_discount,
+        )
+    ) or any(cap not in (None, "") for cap in (campaign.budget_channel_costs or {}).values())
+
+
 class BudgetLedger:
-    """A campaign's spend, locked for the current transaction: charge sends, then ``save``."""
+    """A campaign's spend for the current transaction: charge sends, then ``save``.
+
+    A budgeted campaign's rows are locked at the first charge (not before: the lock lasts
+    to the commit, and every event of the campaign waits for it). A campaign without any
+    budget takes no lock: nothing can be refused, so its usage is added after the commit
+    (``add_usage``), one upsert that waits for no open transaction.
+    """
 
     def __init__(self, campaign: Campaign, now: datetime):
         self.campaign = campaign
         self.day = store_day(campaign, now)
-        CampaignSpend.objects.bulk_create(
-            [CampaignSpend(campaign=campaign, day=d) for d in (TOTAL_DAY, self.day)],
-            ignore_conflicts=True,
-        )
+        self.limited = has_budget(campaign)
+        self.rows: dict[date, CampaignSpend] = {}
+        self.total = Usage.of(None)
+        self.today = Usage.of(None)
+
+    def lock(self) -> None:
+        days = [TOTAL_DAY, self.day]
         # Ordered by day, so two ledgers of one campaign always lock in the same order.
-        rows = {
-            row.day: row
-            for row in CampaignSpend.objects.select_for_update()
-            .filter(campaign=campaign, day__in=[TOTAL_DAY, self.day])
-            .order_by("day")
-        }
-        self.rows = rows
-        self.total = Usage.of(rows[TOTAL_DAY])
-        self.today = Usage.of(rows[self.day])
+        locked = CampaignSpend.objects.select_for_update().filter(
+            campaign=self.campaign, day__in=days
+        )
+        self.rows = {row.day: row for row in locked.order_by("day")}
+        if len(self.rows) < len(days):
+            # Only a campaign's first send of the day: an INSERT … ON CONFLICT on a row
+            # another transaction is updating waits for that transaction, like the lock.
+            CampaignSpend.objects.bulk_create(
+                [CampaignSpend(campaign=self.campaign, day=d) for d in days], ignore_conflicts=True
+            )
+            self.rows = {row.day: row for row in locked.order_by("day")}
+        self.total = Usage.of(self.rows[TOTAL_DAY])
+        self.today = Usage.of(self.rows[self.day])
 
     def charge(self, channel: str, discount: Decimal) -> str:
         """Charge one send: "" if it fits, else ``budget_exhausted:<which>`` (not charged)."""
+        if self.limited and not self.rows:
+            self.lock()
         which = refusal(self.campaign, self.today, self.total, channel, discount)
         if which:
             BUDGET_EXHAUSTED.labels(which=which).inc()
@@ -130,12 +161,48 @@ class BudgetLedger:
         return ""
 
     def save(self) -> None:
-        for day, usage in ((TOTAL_DAY, self.total), (self.day, self.today)):
-            row = self.rows[day]
-            row.sends, row.discount = usage.sends, usage.discount
-            for channel in COSTED_CHANNELS:
-                setattr(row, f"cost_{channel}", usage.cost.get(channel, Decimal(0)))
-            row.save()
+        if self.rows:
+            for day, usage in ((TOTAL_DAY, self.total), (self.day, self.today)):
+                row = self.rows[day]
+                row.sends, row.discount = usage.sends, usage.discount
+                for channel in COSTED_CHANNELS:
+                    setattr(row, f"cost_{channel}", usage.cost.get(channel, Decimal(0)))
+                row.save()
+        elif self.today.sends:
+            # Robust: the sends are committed; a lost count only understates usage shown.
+            transaction.on_commit(
+                partial(add_usage, self.campaign, self.day, self.today), robust=True
+            )
+
+
+def add_usage(campaign: Campaign, day: date, usage: Usage) -> None:
+    """Add an unbudgeted campaign's committed sends to its day and total rows: one upsert.
+
+    Committed asynchronously: the row stays locked until the commit returns, and waiting for
+    the WAL flush there (tens of ms on a busy disk) would have the campaign's events take
+    turns again. A crash may lose the last counts (usage shown low), never a send.
+    """
+    costs = [usage.cost.get(channel, Decimal(0)) for channel in COSTED_CHANNELS]
+    # In day order, as the ledger locks them, so the two never deadlock.
+    rows: list[Any] = [
+        value
+        for row_day in sorted([TOTAL_DAY, day])
+        for value in (campaign.pk, row_day, usage.sends, usage.discount, *costs)
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.execute(
+            """INSERT INTO campaigns_campaignspend AS spend
+                    (campaign_id, day, sends, discount, cost_email, cost_sms, cost_push)
+                VALUES (%s, %s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (campaign_id, day) DO UPDATE SET
+                    sends = spend.sends + EXCLUDED.sends,
+                    discount = spend.discount + EXCLUDED.discount,
+                    cost_email = spend.cost_email + EXCLUDED.cost_email,
+                    cost_sms = spend.cost_sms + EXCLUDED.cost_sms,
+                    cost_push = spend.cost_push + EXCLUDED.cost_push""",
+            rows,
+        )
 
 
 def budget_status(campaign: Campaign, now: datetime) -> dict[str, Any]:

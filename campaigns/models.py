@@ -249,8 +249,8 @@ def record_exposure(campaign: Campaign, shopper: Shopper, arm: str) -> Exposure:
 
 class CampaignSpend(models.Model):
     """What a campaign has committed to send: one row per store-local day, plus the
-    ``TOTAL_DAY`` row for the totals. Rows are locked while a send is charged
-    (campaigns/budgets.py), so concurrent sends serialise per campaign."""
+    ``TOTAL_DAY`` row for the totals. A budgeted campaign's rows are locked from a send's
+    charge to its commit (campaigns/budgets.py), so its concurrent sends take turns."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend")
     day = models.DateField()

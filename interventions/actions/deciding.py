@@ -66,29 +66,13 @@ def build_decided(
     started = monotonic_time.perf_counter()
     decision = decisions.decide(request, facts, cart_facts(cart), store_rules(store), history, now)
     discount = discount if discount is not None else discount_for(cart, campaign)
-    if not suppressed_by and charge is not None and decision.intervene and decision.channel:
-        suppressed_by = charge(
-            decision.channel, discount_value(discount, cart.value if cart else None)
-        )
-    if suppressed_by:
-        # The caller's own reason not to intervene (an experiment's holdout): stored like any
-        # other suppression, so it is counted and explained the same way.
-        decision = replace(
-            decision,
-            intervene=False,
-            status=Status.SUPPRESSED,
-            channel=None,
-            fallback_channels=(),
-            reasons=(*decision.reasons, f"suppressed: {suppressed_by}"),
-        )
-    reasons = [*extra_reasons, *decision.reasons]
     personalization = personalization or {}
-    status = decision.status
-    version: Any = None
-    content: dict[str, Any] = {}
     # Minted before the row, so the rendered links can name the intervention.
     intervention_id = uuid.uuid4()
-    if decision.intervene and decision.channel:
+    version: Any = None
+    content: dict[str, Any] = {}
+    render_error = ""
+    if not suppressed_by and decision.intervene and decision.channel:
         try:
             version, content = render_for(
                 store,
@@ -101,8 +85,37 @@ def build_decided(
                 intervention_id,
             )
         except RenderError as exc:
-            status = Status.FAILED
-            reasons.append(f"failed: template could not be rendered: {exc}")
+            render_error = f"failed: template could not be rendered: {exc}"
+    # Charged after rendering: a budgeted campaign's spend rows stay locked from the charge
+    # to the commit (campaigns/budgets.py), so the less work follows it, the less its
+    # concurrent sends wait. A send that could not be rendered does not go out: no charge.
+    if (
+        not suppressed_by
+        and not render_error
+        and charge is not None
+        and decision.intervene
+        and decision.channel
+    ):
+        suppressed_by = charge(
+            decision.channel, discount_value(discount, cart.value if cart else None)
+        )
+    if suppressed_by:
+        # The caller's own reason not to intervene (an experiment's holdout) or the budget's:
+        # stored like any other suppression, so it is counted and explained the same way.
+        decision = replace(
+            decision,
+            intervene=False,
+            status=Status.SUPPRESSED,
+            channel=None,
+            fallback_channels=(),
+            reasons=(*decision.reasons, f"suppressed: {suppressed_by}"),
+        )
+        version, content = None, {}
+    reasons = [*extra_reasons, *decision.reasons]
+    status = decision.status
+    if render_error:
+        status = Status.FAILED
+        reasons.append(render_error)
     metrics.DECISION_SECONDS.observe(monotonic_time.perf_counter() - started)
     intervention = Intervention(
         id=intervention_id,

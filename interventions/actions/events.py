@@ -206,7 +206,8 @@ def do_accept_event(
     campaign = campaigns[rule.id]
     arm = experiment_arm(campaign, shopper)
     request, discount = arm_request(campaign, arm)
-    # Locks the campaign's spend rows until this event commits (campaigns/budgets.py).
+    # A budgeted campaign's spend rows are locked at the charge, until this event commits;
+    # a campaign without budgets takes no lock (campaigns/budgets.py).
     ledger = BudgetLedger(campaign, now)
     intervention = create_decided(
         store=store,

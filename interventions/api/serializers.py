@@ -1,4 +1,3 @@
-import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +10,7 @@ from interventions.models import (
     Intervention,
     InterventionEvent,
 )
+from stores.models import iana_timezones
 from templates.content import check_content_urls
 from tracking.api.serializers import TrackingEventSerializer
 
@@ -55,7 +55,7 @@ class ShopperProfileSerializer(StrictSerializer):
     )
 
     def validate_timezone(self, value: str) -> str:
-        if value and value not in zoneinfo.available_timezones():
+        if value and value not in iana_timezones():
             raise serializers.ValidationError(f"{value!r} is not an IANA time zone name.")
         return value
 

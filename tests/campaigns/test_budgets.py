@@ -1,11 +1,12 @@
 """Campaign budgets: when one runs out the campaign stops sending and says which."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from campaigns.actions import do_transition_campaign
@@ -166,3 +167,43 @@ def test_concurrent_sends_cannot_overshoot_the_budget(shop, tasks_queued_not_run
     assert reasons.count("suppressed: budget_exhausted:sends_total") == 7
     assert len(reasons) == 10
     assert campaign.spend.get(day=datetime(1970, 1, 1).date()).sends == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_campaign_without_budget_does_not_make_its_events_wait(shop, tasks_queued_not_run):
+    # Given a campaign without any budget that has sent today, and an event still uncommitted
+    campaign = triggered_campaign(shop)
+    abandon(shop.client, "cyd")
+    started, release = threading.Event(), threading.Event()
+
+    def event_held_open():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {shop.api_key}")
+        try:
+            with transaction.atomic():
+                abandon(client, "ann")
+                started.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=event_held_open)
+    holder.start()
+    assert started.wait(timeout=30)
+
+    # When another shopper's event for the same campaign arrives, unwilling to wait on a lock
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '500ms'")
+    try:
+        answer = abandon(shop.client, "bob")
+    finally:
+        release.set()
+        holder.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    # Then it was decided without waiting, and both sends are counted once committed
+    assert answer["interventions"][0]["status"] in ("queued", "scheduled")
+    assert len(decided(campaign)) == 3
+    budget = shop.client.get(f"/api/v1/campaigns/{campaign.pk}").json()["budget"]
+    assert budget["total"]["sends"] == 3
