@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge
 from interventions import actions
 from realtime import registry, replay
 from realtime.acks import ack_batcher
+from realtime.pending import pending_check
 from realtime.protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
@@ -215,7 +216,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=frame_text("config", self.config_payload()))
         if resume_after:
             await self.replay_after(resume_after)
-        if self.room_kind == "user":
+        if self.room_kind == "user" and await pending_check().has_pending(
+            self.store_id, self.user_id
+        ):
             await self.send_pending()
         self.keep_alive = asyncio.create_task(self.keep_alive_loop())
 

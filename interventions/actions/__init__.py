@@ -57,6 +57,7 @@ from interventions.actions.storefront import (
     do_acknowledge_many,
     do_record_shopper_tracking,
     pending_for_shopper,
+    shoppers_with_pending,
 )
 from interventions.errors import InterventionConflict, TransientDeliveryError
 
@@ -97,4 +98,5 @@ __all__ = [
     "pending_for_shopper",
     "retry_delay",
     "shopper_export",
+    "shoppers_with_pending",
 ]

@@ -152,6 +152,27 @@ PENDING_EXISTS_SQL = (
 )
 
 
+SHOPPERS_WITH_PENDING_SQL = (
+    "SELECT DISTINCT s.external_id FROM interventions_intervention i "
+    "JOIN stores_shopper s ON s.id = i.shopper_id "
+    "WHERE i.store_id = %s AND s.external_id = ANY(%s) AND i.channel = 'websocket' "
+    "AND i.status = %s AND (i.expires_at IS NULL OR i.expires_at > %s)"
+)
+
+
+def shoppers_with_pending(user_ids_by_store: dict[str, list[str]]) -> set[tuple[str, str]]:
+    """(store id, user id) of the given shoppers who have a sent, unacknowledged,
+    unexpired websocket intervention: one statement per store for a whole connect batch,
+    where ``pending_for_shopper`` alone would be a thread hop and a query per handshake."""
+    now = timezone.now()
+    waiting: set[tuple[str, str]] = set()
+    with connection.cursor() as cursor:
+        for store_id, user_ids in user_ids_by_store.items():
+            cursor.execute(SHOPPERS_WITH_PENDING_SQL, [store_id, user_ids, Status.SENT, now])
+            waiting.update((store_id, user_id) for (user_id,) in cursor.fetchall())
+    return waiting
+
+
 def pending_for_shopper(store_id: str, user_id: str) -> list[PendingFrame]:
     """The shopper's sent, unacknowledged, unexpired websocket interventions, oldest first."""
     now = timezone.now()

@@ -9,6 +9,8 @@ import pytest
 import redis
 from channels.db import database_sync_to_async
 from channels_redis.pubsub import RedisPubSubLoopLayer
+from django.db import connections
+from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from interventions.models import Intervention, Status
@@ -34,6 +36,17 @@ async def next_of_type(client, frame_type: str, timeout: float = 2.0) -> dict:
         frame = await client.receive_json_from(timeout=timeout)
         if frame["type"] == frame_type:
             return frame
+
+
+async def interventions_before_reply(client, beat_id: str) -> list[str]:
+    """The ids of the interventions a client received before the reply to its beat."""
+    ids = []
+    while True:
+        frame = await client.receive_json_from(timeout=2)
+        if frame["type"] == "intervention":
+            ids.append(frame["payload"]["id"])
+        elif frame["payload"].get("reply_to") == beat_id:
+            return ids
 
 
 async def test_intervention_reaches_the_store_room_and_only_its_shopper(storefront, channel_layer):
@@ -218,6 +231,62 @@ async def test_offline_shopper_gets_unacked_interventions_on_connect(storefront,
     assert frames[1]["messageId"] == logged_id
     assert await client.receive_nothing(timeout=0.3)
     await client.disconnect()
+
+
+@pytest.fixture
+def statements():
+    """The SQL every thread runs while the test holds the list (the consumers query from
+    executor threads, each with its own connection, which CaptureQueriesContext misses)."""
+    ran: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        ran.append(sql)
+        return execute(sql, params, many, context)
+
+    def watch(sender, connection, **kwargs):
+        if record not in connection.execute_wrappers:
+            connection.execute_wrappers.append(record)
+
+    connection_created.connect(watch)
+    yield ran
+    connection_created.disconnect(watch)
+    for each in connections.all():
+        if record in each.execute_wrappers:
+            each.execute_wrappers.remove(record)
+
+
+async def test_a_connect_storm_asks_postgres_once_whether_anything_waits(
+    storefront, channel_layer, statements
+):
+    # given a store whose rules an earlier connection already loaded, and 20 shoppers of
+    # whom one has an intervention waiting
+    store = storefront.store
+    warm, _ = await open_room(room_url(store.pk, "user", random_user()))
+    await warm.disconnect()
+    shoppers = [random_user() for _ in range(20)]
+    waiting = await db(sent_intervention)(store, shoppers[7])
+    statements.clear()
+
+    # when they all connect at once (a reply to a beat: the connect handler has finished)
+    clients = [
+        client
+        for client, _ in await asyncio.gather(
+            *(open_room(room_url(store.pk, "user", shopper)) for shopper in shoppers)
+        )
+    ]
+    for client in clients:
+        await client.send_json_to(
+            {"type": "heartbeat", "payload": {}, "timestamp": "", "messageId": "c-1"}
+        )
+    received = [await interventions_before_reply(client, "c-1") for client in clients]
+
+    # then the one with something waiting gets it, and the other 19 cost no query of their
+    # own: a storm of reconnecting storefronts is a statement or two, not one per handshake
+    assert received == [[str(waiting.pk)] if s == shoppers[7] else [] for s in shoppers]
+    asked = [sql for sql in statements if "interventions_intervention" in sql]
+    assert len(asked) <= 4, asked
+    for client in clients:
+        await client.disconnect()
 
 
 def test_transport_reports_a_transient_error_when_redis_is_down(settings, storefront):
