@@ -26,7 +26,14 @@ import uuid
 
 import httpx
 import websockets
-from ws_server import Server, issue_tokens, percentile, prepare_store, raise_open_files
+from ws_server import (
+    Server,
+    heartbeat,
+    issue_tokens,
+    percentile,
+    prepare_store,
+    raise_open_files,
+)
 
 
 def publish_directly(
@@ -136,17 +143,6 @@ async def read(socket, received: dict[str, float], closed: list, ack: int) -> No
     # The engine closes (4408) a socket silent for WS_IDLE_TIMEOUT_SECONDS; its shopper's
     # frames would look lost, so closed sockets are counted.
     closed.append(socket.close_code)
-
-
-async def heartbeat(socket, seconds: float) -> None:
-    """As the storefront client does (docs/websocket-protocol.md#keep-alive)."""
-    await asyncio.sleep(seconds * random.uniform(0.5, 1.0))
-    try:
-        while True:
-            await socket.send(json.dumps({"type": "heartbeat", "payload": {}}))
-            await asyncio.sleep(seconds)
-    except websockets.ConnectionClosed:
-        pass
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -5,8 +5,10 @@ Database `ie_realtime_bench` (dropped and re-created), Redis db 2 (only `ie:ws:*
 are deleted). Nothing leaves 127.0.0.1.
 """
 
+import asyncio
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
+import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,6 +43,20 @@ BASE_ENV = {
 def raise_open_files() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def heartbeat(socket, seconds: float) -> None:
+    """What the storefront client does (docs/websocket-protocol.md#keep-alive): a
+    heartbeat every ``heartbeat_seconds`` of the config frame, the first one jittered.
+    Without it the engine closes a shopper who received no frame (so sent no ack) for
+    WS_IDLE_TIMEOUT_SECONDS (75 s), and later frames for that shopper reach no one."""
+    await asyncio.sleep(seconds * random.uniform(0.5, 1.0))
+    try:
+        while True:
+            await socket.send(json.dumps({"type": "heartbeat", "payload": {}}))
+            await asyncio.sleep(seconds)
+    except websockets.ConnectionClosed:
+        pass
 
 
 def percentile(values: list[float], q: float) -> float:

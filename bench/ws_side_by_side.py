@@ -56,6 +56,7 @@ from ws_server import (
     ROOT,
     HttpServer,
     Server,
+    heartbeat,
     issue_tokens,
     percentile,
     prepare_store,
@@ -192,7 +193,7 @@ class Target:
                 # The bare app announces no interval: it gets the protocol's default, so
                 # both servers receive the same client frames (it ignores them, like acks).
                 seconds = float(config.get("payload", {}).get("heartbeat_seconds") or 25)
-                self.readers.append(asyncio.create_task(self.heartbeat(socket, seconds)))
+                self.readers.append(asyncio.create_task(heartbeat(socket, seconds)))
 
         await asyncio.gather(*(one(u, t) for u, t in zip(users, tokens, strict=True)))
 
@@ -212,19 +213,6 @@ class Target:
         # A socket the server closed receives nothing more: count it, or its shoppers'
         # frames look lost (an engine closes silent connections with 4408, for example).
         self.closed.append(socket.close_code)
-
-    async def heartbeat(self, socket, seconds: float) -> None:
-        """What the storefront client does (docs/websocket-protocol.md#keep-alive): a
-        heartbeat every ``heartbeat_seconds`` of the config frame. Without it the engine
-        closes a shopper who received no frame (so sent no ack) for
-        WS_IDLE_TIMEOUT_SECONDS (75 s), and later frames for that shopper reach no one."""
-        await asyncio.sleep(seconds * random.uniform(0.5, 1.0))
-        try:
-            while True:
-                await socket.send(json.dumps({"type": "heartbeat", "payload": {}}))
-                await asyncio.sleep(seconds)
-        except websockets.ConnectionClosed:
-            pass
 
     async def close(self) -> None:
         for reader in self.readers:
