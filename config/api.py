@@ -4,7 +4,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from rest_framework import serializers
 
 
@@ -54,6 +56,36 @@ class DateTimeField(serializers.DateTimeField):
             return check_datetime(parsed)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
+
+
+def reported_time_problem(at: datetime, *, kept: str) -> str | None:
+    """Why a time a client reports cannot be true, or None. Clocks drift by seconds to
+    minutes (TRACKING_CLOCK_SKEW_SECONDS of slack); a time hours ahead, or older than
+    retention keeps its rows (``RETENTION_DAYS[kept]``), is a bug or a forgery that would
+    land in a day beat never recounts."""
+    now = timezone.now()
+    skew = settings.TRACKING_CLOCK_SKEW_SECONDS
+    kept_days = settings.RETENTION_DAYS[kept]
+    if at > now + timedelta(seconds=skew):
+        return f"Is in the future: more than {skew} s after the server's clock."
+    if kept_days and at < now - timedelta(days=kept_days):
+        return f"Is older than the {kept_days} days {kept.replace('_', ' ')} are kept."
+    return None
+
+
+class ReportedAtField(DateTimeField):
+    """When something happened, as the client reports it: bounded by
+    :func:`reported_time_problem`."""
+
+    def __init__(self, *, kept: str, **kwargs: Any) -> None:
+        self.kept = kept
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value: Any) -> datetime:
+        at = super().to_internal_value(value)
+        if problem := reported_time_problem(at, kept=self.kept):
+            raise serializers.ValidationError(problem)
+        return at
 
 
 # E.164 (+33612345678) is the form SMS providers take and the one stored on the shopper;

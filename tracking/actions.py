@@ -17,6 +17,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from config.api import reported_time_problem
 from interventions.models import Cart, Intervention, Status
 from outbound import outbox
 from outbound.models import OutboxEvent
@@ -60,21 +61,12 @@ def is_repeat(intervention: Intervention, kind: str, at: datetime) -> bool:
 def check_report_time(intervention: Intervention, occurred_at: datetime) -> None:
     """A client's ``occurred_at`` must be a time the report could have happened: not
     after now, not before the intervention existed, not past the tracking rows' retention
-    (TRACKING_CLOCK_SKEW_SECONDS of slack for clocks that drift). Anything else would
-    land in another day's figures, or in a day beat never recounts."""
-    now = timezone.now()
+    (TRACKING_CLOCK_SKEW_SECONDS of slack for clocks that drift)."""
     skew = timedelta(seconds=settings.TRACKING_CLOCK_SKEW_SECONDS)
-    kept_days = settings.RETENTION_DAYS["tracking_events"]
-    if occurred_at > now + skew:
-        reason = (
-            f"Is in the future: more than {settings.TRACKING_CLOCK_SKEW_SECONDS} s after "
-            "the server's clock."
-        )
-    elif occurred_at < intervention.created_at - skew:
+    reason = reported_time_problem(occurred_at, kept="tracking_events")
+    if reason is None and occurred_at < intervention.created_at - skew:
         reason = f"Is before the intervention was created ({intervention.created_at.isoformat()})."
-    elif kept_days and occurred_at < now - timedelta(days=kept_days):
-        reason = f"Is older than the {kept_days} days tracking events are kept."
-    else:
+    if reason is None:
         return
     raise ValidationError({"occurred_at": [reason]})
 

@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from config.api import DateTimeField, PhoneNumberField, StrictSerializer
+from config.api import DateTimeField, PhoneNumberField, ReportedAtField, StrictSerializer
 from interventions.models import (
     REQUESTED_CHANNEL_CHOICES,
     EventType,
@@ -76,7 +76,13 @@ class EventSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=EventType.choices)
     cart_id = serializers.CharField(max_length=200)
     user_id = serializers.CharField(max_length=200)
-    occurred_at = DateTimeField(required=False)
+    occurred_at = ReportedAtField(
+        kept="cart_events",
+        required=False,
+        help_text="When it happened; default: now. At most TRACKING_CLOCK_SKEW_SECONDS in "
+        "the future and not older than cart-event retention (RETENTION_CART_EVENTS_DAYS); "
+        "otherwise a 400 naming `occurred_at`.",
+    )
     cart = CartSerializer(required=False)
     user = ShopperProfileSerializer(required=False)
     prediction = PredictionSerializer(required=False)

@@ -193,6 +193,20 @@ def test_an_event_key_reused_with_another_body_is_409_and_stores_nothing(shop):
     assert CartEvent.objects.filter(store=shop.store).count() == 1
 
 
+def test_an_event_time_that_cannot_be_true_is_a_400_and_stores_nothing(shop, settings):
+    settings.RETENTION_DAYS = {**settings.RETENTION_DAYS, "cart_events": 90}
+    now = timezone.now()
+
+    future = post_event(shop, "cart_abandoned", occurred_at=(now + timedelta(days=365)).isoformat())
+    stale = post_event(shop, "cart_abandoned", occurred_at=(now - timedelta(days=91)).isoformat())
+    recent = post_event(shop, "cart_abandoned", occurred_at=(now - timedelta(days=1)).isoformat())
+
+    assert (future.status_code, stale.status_code, recent.status_code) == (400, 400, 202)
+    assert "in the future" in future.json()["error"]["fields"]["occurred_at"][0]
+    assert "90 days" in stale.json()["error"]["fields"]["occurred_at"][0]
+    assert CartEvent.objects.count() == 1
+
+
 def test_event_keys_are_per_store_and_events_without_a_key_are_all_kept(shop, other_shop):
     body = {"type": "cart_updated", "cart_id": "c-1", "user_id": "sam"}
     for session in (shop, other_shop):

@@ -25,14 +25,16 @@ def send(session, user_id="sam", cart_id="c-1", channel="email", **extra):
     return response.json()["id"]
 
 
-def track(session, intervention_id, event, **body):
-    """A client's report; one with an ``occurred_at`` arrives at that moment, as a real
+def reported(session, path, body):
+    """POST a report; one with an ``occurred_at`` arrives at that moment, as a real
     client's does (the server refuses a time the report cannot have happened at)."""
     at = body.get("occurred_at")
     with time_machine.travel(datetime.fromisoformat(at), tick=False) if at else nullcontext():
-        return session.client.post(
-            f"/api/v1/track/{intervention_id}", {"event": event, **body}, format="json"
-        )
+        return session.client.post(path, body, format="json")
+
+
+def track(session, intervention_id, event, **body):
+    return reported(session, f"/api/v1/track/{intervention_id}", {"event": event, **body})
 
 
 def rollups_refreshed(at):

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from campaigns.models import Campaign
-from tests.tracking.conftest import SAM, rollups_refreshed, send, track
+from tests.tracking.conftest import SAM, reported, rollups_refreshed, send, track
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +18,7 @@ WEEK = "since=2026-03-02&until=2026-03-08"
 def order(session, user_id, value, currency, at):
     body = {"order_id": f"{user_id}-{value}", "user_id": user_id, "value": value,
             "currency": currency, "occurred_at": at.isoformat()}  # fmt: skip
-    assert session.client.post("/api/v1/conversions", body, format="json").status_code == 201
+    assert reported(session, "/api/v1/conversions", body).status_code == 201
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.test import Client
 
 from stores.actions import do_grant_store_membership
 from stores.models import StoreRole
-from tests.tracking.conftest import rollups_refreshed, send, track
+from tests.tracking.conftest import reported, rollups_refreshed, send, track
 from tracking.csv_export import render_csv, table_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,7 +32,7 @@ def a_monday(shop):
     for order_id, user_id, value in (("o-1", "sam", "100.00"), ("o-2", "lea", "30.00")):
         body = {"order_id": order_id, "user_id": user_id, "value": value, "currency": "EUR",
                 "occurred_at": (MONDAY + timedelta(hours=1)).isoformat()}  # fmt: skip
-        assert shop.client.post("/api/v1/conversions", body, format="json").status_code == 201
+        assert reported(shop, "/api/v1/conversions", body).status_code == 201
     rollups_refreshed(MONDAY + timedelta(hours=2))
 
 

@@ -8,7 +8,7 @@ import time_machine
 
 from campaigns.models import Campaign
 from notifications.transports.base import get_transport
-from tests.tracking.conftest import SAM, rollups_refreshed, send, track
+from tests.tracking.conftest import SAM, reported, rollups_refreshed, send, track
 from tracking.models import Conversion, TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,11 +31,11 @@ def touches(shop):
 
 
 def order(shop):
-    response = shop.client.post(
+    response = reported(
+        shop,
         "/api/v1/conversions",
         {"order_id": "o-1", "user_id": "sam", "value": "100.00", "currency": "EUR",
          "occurred_at": PLACED.isoformat()},
-        format="json",
     )  # fmt: skip
     assert response.status_code == 201, response.json()
     return response.json()

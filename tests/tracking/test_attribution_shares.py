@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from tests.tracking.conftest import rollups_refreshed, send
+from tests.tracking.conftest import reported, rollups_refreshed, send
 from tests.tracking.test_rollups import snapshot
 from tracking import analytics
 from tracking.models import RevenueRollup
@@ -35,7 +35,7 @@ def order_under(shop, model):
     shop.store.save()
     body = {"order_id": "o-1", "user_id": "sam", "value": "100.00", "currency": "EUR",
             "occurred_at": PLACED.isoformat()}  # fmt: skip
-    response = shop.client.post("/api/v1/conversions", body, format="json")
+    response = reported(shop, "/api/v1/conversions", body)
     assert response.status_code == 201, response.json()
     assert len(response.json()["credits"]) == (2 if model in ("linear", "any_exposure") else 1)
     rollups_refreshed(PLACED + timedelta(minutes=5))

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from campaigns.models import Campaign
-from tests.tracking.conftest import SAM, send
+from tests.tracking.conftest import SAM, reported, send
 from tracking.models import Conversion, TrackingEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +16,7 @@ MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def order(session, **body):
     defaults = {"order_id": "o-1", "user_id": "sam", "value": "100.00", "currency": "EUR"}
-    return session.client.post("/api/v1/conversions", {**defaults, **body}, format="json")
+    return reported(session, "/api/v1/conversions", {**defaults, **body})
 
 
 def test_order_goes_to_the_shoppers_last_send_on_any_cart(shop):
@@ -104,9 +104,9 @@ def test_checkout_event_lands_in_the_same_table_once(shop):
         "occurred_at": (MONDAY + timedelta(hours=1)).isoformat(),
     }
 
-    shop.client.post("/api/v1/events", checkout, format="json")
-    shop.client.post("/api/v1/events", checkout, format="json")
-    shop.client.post("/api/v1/events", {**checkout, "order_id": "A-77"}, format="json")
+    reported(shop, "/api/v1/events", checkout)
+    reported(shop, "/api/v1/events", checkout)
+    reported(shop, "/api/v1/events", {**checkout, "order_id": "A-77"})
 
     assert [(c.order_id, str(c.intervention_id), str(c.recovered_revenue), c.currency)
             for c in Conversion.objects.order_by("id")] == [
@@ -136,11 +136,11 @@ def test_order_reported_after_its_checkout_event_is_a_repeat(shop):
     with time_machine.travel(MONDAY, tick=False):
         send(shop, cart_id="c-9")
     placed = (MONDAY + timedelta(hours=1)).isoformat()
-    shop.client.post(
+    reported(
+        shop,
         "/api/v1/events",
         {"type": "checkout_completed", "cart_id": "c-9", "user_id": "sam", "order_id": "A-77",
          "cart": {"value": "80.00", "currency": "EUR"}, "occurred_at": placed},
-        format="json",
     )  # fmt: skip
 
     response = order(shop, order_id="A-77", value="80.00", occurred_at=placed)
@@ -149,3 +149,28 @@ def test_order_reported_after_its_checkout_event_is_a_repeat(shop):
     assert response.json()["source"] == "checkout"
     assert Conversion.objects.count() == 1
     assert TrackingEvent.objects.filter(kind="converted").count() == 1
+
+
+def test_an_order_time_that_cannot_be_true_is_a_400_naming_occurred_at(shop, settings):
+    settings.TRACKING_CLOCK_SKEW_SECONDS = 300
+    settings.RETENTION_DAYS = {**settings.RETENTION_DAYS, "tracking_events": 30}
+    with time_machine.travel(MONDAY, tick=False):
+        send(shop)
+
+        def posted_now(order_id, at):
+            body = {"order_id": order_id, "user_id": "sam", "value": "100.00", "currency": "EUR",
+                    "occurred_at": at.isoformat()}  # fmt: skip
+            return shop.client.post("/api/v1/conversions", body, format="json")
+
+        # Given a till whose clock drifts by minutes, the order counts.
+        drifted = posted_now("o-1", MONDAY + timedelta(minutes=4))
+        # When a time is hours ahead, or older than its rows are kept, it is refused.
+        future = posted_now("o-2", MONDAY + timedelta(hours=2))
+        stale = posted_now("o-3", MONDAY - timedelta(days=31))
+
+    assert (drifted.status_code, future.status_code, stale.status_code) == (201, 400, 400)
+    [why_future] = future.json()["error"]["fields"]["occurred_at"]
+    [why_stale] = stale.json()["error"]["fields"]["occurred_at"]
+    assert "in the future" in why_future
+    assert "30 days" in why_stale
+    assert list(Conversion.objects.values_list("order_id", flat=True)) == ["o-1"]

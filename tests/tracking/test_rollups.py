@@ -15,7 +15,7 @@ from interventions.actions.privacy import do_prune_expired
 from interventions.actions.receipts import do_record_provider_event
 from interventions.models import Cart, DeliveryAttempt, Intervention, Status
 from tests.support.http_provider import REJECTED
-from tests.tracking.conftest import SAM, rollups_refreshed, send, track
+from tests.tracking.conftest import SAM, reported, rollups_refreshed, send, track
 from tracking import analytics
 from tracking.dashboard import delivery_health
 from tracking.models import (
@@ -43,14 +43,14 @@ RANGE = "since=2026-02-28&until=2026-03-07"
 def order(session, order_id, user_id, value, currency, at):
     body = {"order_id": order_id, "user_id": user_id, "value": value, "currency": currency,
             "occurred_at": at.isoformat()}  # fmt: skip
-    response = session.client.post("/api/v1/conversions", body, format="json")
+    response = reported(session, "/api/v1/conversions", body)
     assert response.status_code in (200, 201), response.json()
     return response
 
 
 def cart_event(session, type_, cart_id, user_id, **body):
     payload = {"type": type_, "cart_id": cart_id, "user_id": user_id, "user": SAM, **body}
-    assert session.client.post("/api/v1/events", payload, format="json").status_code in (200, 202)
+    assert reported(session, "/api/v1/events", payload).status_code in (200, 202)
 
 
 def at(moment, seconds=0):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from config.api import DateTimeField, StrictSerializer
+from config.api import DateTimeField, ReportedAtField, StrictSerializer
 from stores.models import CHANNEL_CHOICES
 from tracking.models import Conversion, TrackingEvent
 
@@ -78,8 +78,12 @@ class ConversionInputSerializer(StrictSerializer):
         help_text="The discount the shopper got, if known; otherwise the attributed "
         "intervention's discount percentage of the value.",
     )
-    occurred_at = DateTimeField(
-        required=False, help_text="When the order was placed; default: now."
+    occurred_at = ReportedAtField(
+        kept="tracking_events",
+        required=False,
+        help_text="When the order was placed; default: now. At most "
+        "TRACKING_CLOCK_SKEW_SECONDS in the future and not older than tracking retention "
+        "(RETENTION_TRACKING_EVENTS_DAYS); otherwise a 400 naming `occurred_at`.",
     )
 
 
