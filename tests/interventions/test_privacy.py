@@ -180,6 +180,8 @@ def test_erased_shopper_is_gone_from_the_api_and_the_erasure_is_recorded(shop, p
     assert record.counts["devices"] == 1
 
 
+# Replay ids are Redis server time: this process's clock must be the real one.
+@pytest.mark.real_clock
 def test_erasure_clears_the_shoppers_replay_frames(shop, other_shop, provider):
     shopper_with_history(shop, provider)
     trigger(shop, "bob", personalization={"title": "Hi Bob"})

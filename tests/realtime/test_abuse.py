@@ -159,6 +159,8 @@ async def test_store_connection_can_watch_but_not_ack_or_track(storefront, chann
     await dashboard.disconnect()
 
 
+# Replay ids are Redis server time: this process's clock must be the real one.
+@pytest.mark.real_clock
 async def test_repeated_resumes_send_each_missed_frame_once(storefront, channel_layer, settings):
     settings.WS_RESUMES_PER_SECOND = 1_000_000.0
     shopper = random_user()
@@ -178,6 +180,8 @@ async def test_repeated_resumes_send_each_missed_frame_once(storefront, channel_
     await client.disconnect()
 
 
+# Replay ids are Redis server time: this process's clock must be the real one.
+@pytest.mark.real_clock
 async def test_resumes_beyond_the_rate_limit_are_refused(storefront, channel_layer, settings):
     settings.WS_RESUMES_PER_SECOND = 1 / 60
     shopper = random_user()

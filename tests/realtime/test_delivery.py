@@ -69,6 +69,8 @@ async def test_intervention_reaches_the_store_room_and_only_its_shopper(storefro
         await client.disconnect()
 
 
+# Replay ids are Redis server time: this process's clock must be the real one.
+@pytest.mark.real_clock
 async def test_reconnecting_client_gets_what_it_missed_in_order_then_live(
     storefront, channel_layer
 ):
