@@ -89,10 +89,22 @@ class CartEvent(models.Model):
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     answer = models.JSONField(null=True, blank=True)
+    # Accepted in bulk (POST /api/v1/events/batch) and not decided yet: a ``decisioning``
+    # worker decides it and clears this in the same transaction that stores what it
+    # decided, so an event is decided once, and a lost task leaves it set for the sweeper
+    # (docs/decisions.md, "Events in bulk"). Events posted one at a time are decided inline.
+    decision_pending = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        indexes = [models.Index(fields=["store", "type", "received_at"])]
+        indexes = [
+            models.Index(fields=["store", "type", "received_at"]),
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(decision_pending=True),
+                name="cart_event_decision_pending",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["store", "idempotency_key"],
