@@ -58,7 +58,7 @@ from interventions.models import (
     record_created,
 )
 from notifications.recipients import Reachability, reachability
-from realtime.registry import is_connected
+from realtime.registry import connected_among
 from stores.models import Shopper, Store
 
 logger = structlog.get_logger(__name__)
@@ -266,7 +266,7 @@ class _Chunk:
                 decisions.PastIntervention(channel, status, sent_at or created_at)
             )
         self._reach: dict[tuple[str, ...], Reachability] = {}
-        self._connected: dict[str, bool] = {}
+        self._connected: set[str] | None = None
         self.ledgers: dict[int, BudgetLedger] = {}
 
     def facts(self, shopper: Shopper, channels: Collection[str]) -> decisions.ShopperFacts:
@@ -275,12 +275,10 @@ class _Chunk:
         if key not in self._reach:
             self._reach[key] = reachability(self.shoppers.values(), key)
         connected = False
-        if len(channels) > 1:
-            if shopper.external_id not in self._connected:
-                self._connected[shopper.external_id] = is_connected(
-                    str(self.store.pk), shopper.external_id
-                )
-            connected = self._connected[shopper.external_id]
+        if len(channels) > 1:  # only ``auto`` chooses among channels, as for one event
+            if self._connected is None:
+                self._connected = connected_among(str(self.store.pk), self.shoppers)
+            connected = shopper.external_id in self._connected
         return facts_from(shopper, self._reach[key], connected)
 
     def ledger(self, campaign: Campaign) -> BudgetLedger:
@@ -292,12 +290,14 @@ class _Chunk:
 def _decide_for_store(store: Store, events: list[CartEvent], outcomes: Counter[str]) -> None:
     chunk = _Chunk(store, events, timezone.now())
     decided: list[tuple[Intervention, InterventionEvent]] = []
-    abandoned: list[Cart] = []
+    abandoned: dict[datetime, list[Any]] = defaultdict(list)
 
     def flush() -> None:
-        if abandoned:
-            Cart.objects.bulk_update(abandoned, ["abandoned_at", "updated_at"])
-            abandoned.clear()
+        # One UPDATE per abandonment time (a batch's events usually share one): a
+        # bulk_update's CASE per row cost more than deciding the events.
+        for at, cart_ids in abandoned.items():
+            Cart.objects.filter(pk__in=cart_ids).update(abandoned_at=at, updated_at=chunk.now)
+        abandoned.clear()
         if decided:
             record_created(decided)
             announce([intervention for intervention, _ in decided])
@@ -323,7 +323,7 @@ def _decide_for_store(store: Store, events: list[CartEvent], outcomes: Counter[s
             continue
         if event.type == EventType.CART_ABANDONED and cart.abandoned_at is None:
             cart.abandoned_at, cart.updated_at = event.occurred_at, chunk.now
-            abandoned.append(cart)
+            abandoned[event.occurred_at].append(cart.pk)
         decision = _decide_event(chunk, event, shopper, cart)
         if decision is None:
             outcomes["no_campaign"] += 1

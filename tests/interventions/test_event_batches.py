@@ -7,12 +7,14 @@ when the intake commits, through the real task and action code.
 import re
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from campaigns.models import Campaign
 from interventions.actions import do_sweep_stuck
 from interventions.models import CartEvent, Intervention, Status
+from realtime import registry
 from stores.actions import do_create_store
 from tests.conftest import StoreSession
 
@@ -45,8 +47,13 @@ EVENTS = [
     abandoned("ana", "ana-1"),
     abandoned("ana", "ana-2"),
     {"type": "cart_abandoned", "user_id": "bo", "cart_id": "bo-1", "cart": CART},
-    {"type": "prediction", "user_id": "cy", "cart_id": "cy-1", "user": {"email": "cy@example.test"},
-     "prediction": {"probability": 0.1, "recommended_action": "discount"}},  # fmt: skip
+    {
+        "type": "prediction",
+        "user_id": "cy",
+        "cart_id": "cy-1",
+        "user": {"email": "cy@example.test"},
+        "prediction": {"probability": 0.1, "recommended_action": "discount"},
+    },
     {"type": "checkout_completed", "user_id": "di", "cart_id": "di-1", "cart": CART},
     abandoned("di", "di-1"),
     {"type": "cart_updated", "user_id": "ed", "cart_id": "ed-1", "cart": CART},
@@ -65,7 +72,9 @@ def outcomes(store) -> list[tuple]:
             i.channel,
             [re.sub(r"\d\d:\d\d", "HH:MM", reason) for reason in i.decision["reasons"]],
         )
-        for i in Intervention.objects.filter(store=store).select_related("shopper", "cart", "campaign")
+        for i in Intervention.objects.filter(store=store).select_related(
+            "shopper", "cart", "campaign"
+        )
     )
 
 
@@ -172,7 +181,9 @@ def test_a_chunk_that_fails_midway_is_decided_later_exactly_once(provider):
         answer = post_batch(shop, [abandoned("ana", "ana-1"), abandoned("bo", "bo-1")]).json()
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER refuse ON interventions_intervention; DROP FUNCTION refuse()")
+            cursor.execute(
+                "DROP TRIGGER refuse ON interventions_intervention; DROP FUNCTION refuse()"
+            )
 
     # Then the events are kept, undecided, and nothing went out
     assert answer["accepted"] == 2
@@ -186,3 +197,17 @@ def test_a_chunk_that_fails_midway_is_decided_later_exactly_once(provider):
     assert (first["redecided"], second["redecided"]) == (2, 0)
     assert Intervention.objects.filter(status=Status.SENT).count() == 2
     assert sorted(m["to"] for m in provider.received) == ["ana@example.test", "bo@example.test"]
+
+
+def test_a_shopper_on_the_site_gets_the_on_site_message_from_a_batch():
+    # Given a campaign on any channel, and one of two shoppers connected right now
+    shop = daytime_store("Acme")
+    Campaign.objects.filter(store=shop.store).update(channel="all", delay_minutes=30)
+    async_to_sync(registry.register)(str(shop.store.pk), "user", "ana", "live-ana", limit=10)
+
+    # When both abandon a cart in one batch
+    post_batch(shop, [abandoned("ana", "ana-1"), abandoned("bo", "bo-1")])
+
+    # Then the connected one is answered on the site and the other by email
+    channels = dict(Intervention.objects.values_list("shopper__external_id", "channel"))
+    assert channels == {"ana": "websocket", "bo": "email"}
