@@ -12,8 +12,9 @@ intervention has gone out through the log email transport.
     .venv/bin/python bench/bulk_intake.py --rate 300 --duration 20 --batch-size 500 --cart-lines 20
     .venv/bin/python bench/bulk_intake.py --mode events-batch --rate 1000 --duration 10
 
-With --mode events-batch a second worker process (solo pool) serves the ``decisioning``
-queue, as the Procfile's prefork worker does, and its CPU is counted with the rest.
+With --mode events-batch, --deciders worker processes (solo pool; 2 stands for the
+Procfile's prefork worker with its two children) serve the ``decisioning`` queue, and
+their CPU is counted with the rest.
 
 Reports accepted/s (items answered 201), decided/s (rows created, from created_at),
 delivered/s (rows sent, from sent_at), each measured from the first request; HTTP
@@ -274,6 +275,25 @@ def progress() -> tuple[int, int, datetime | None, datetime | None]:
         ).fetchone()
 
 
+def lags() -> dict[str, list[float]]:
+    """Where an intervention's time went, p50 / p95 / p99 in seconds: from its event's
+    arrival to its decision (events only), and from its decision to its send."""
+    with connect(DB) as conn:
+        row = conn.execute(
+            """SELECT
+                 percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY
+                   extract(epoch FROM i.created_at - e.received_at)),
+                 percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY
+                   extract(epoch FROM i.sent_at - i.created_at))
+               FROM interventions_intervention i
+               LEFT JOIN interventions_cartevent e ON e.cart_id = i.cart_id"""
+        ).fetchone()
+    return {
+        "event_to_decision_s": [round(x, 3) for x in row[0] or []],
+        "decision_to_send_s": [round(x, 3) for x in row[1] or []],
+    }
+
+
 def wait_for_delivery(meter: Meter, accepted: int) -> None:
     """Until every accepted intervention went out, or nothing moved for a minute (a lost
     task waits for beat's sweeper, which this bench does not run)."""
@@ -305,6 +325,9 @@ def main() -> None:
     parser.add_argument("--cart-lines", type=int, default=3)
     parser.add_argument("--workers", type=int, default=16, help="worker threads (Procfile)")
     parser.add_argument("--web", type=int, default=1, help="daphne processes")
+    parser.add_argument(
+        "--deciders", type=int, default=1, help="decisioning worker processes (events-batch)"
+    )
     parser.add_argument("--port", type=int, default=18577)
     args = parser.parse_args()
 
@@ -358,7 +381,7 @@ def main() -> None:
         stderr=subprocess.STDOUT,
     )
     deciders = []
-    if args.mode == "events-batch":
+    for n in range(args.deciders if args.mode == "events-batch" else 0):
         deciders.append(
             subprocess.Popen(
                 [
@@ -371,7 +394,7 @@ def main() -> None:
                     "-Q",
                     "decisioning",
                     "-n",
-                    "decisioning@%h",
+                    f"decisioning{n}@%h",
                     "--without-gossip",
                     "--without-mingle",
                     "--without-heartbeat",
@@ -431,6 +454,7 @@ def main() -> None:
                     "delivered_per_s": per_s(sent, last_sent),
                     "batch_http_p50_s": round(statistics.median(latencies), 2),
                     "batch_http_max_s": round(max(latencies), 2),
+                    "lag_p50_p95_p99": lags(),
                     "cpu_ms_per_intervention": {
                         k: round(v * 1000 / max(sent, 1), 2) for k, v in cpu.items()
                     },

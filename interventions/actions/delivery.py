@@ -2,9 +2,9 @@
 
 Delivery is "exactly once in effect": every send is a row before it is a network call, a
 task claims the row with a conditional update (queued → sending) right before its own
-provider call, so a repeated task is a no-op and a crash leaves at most the one item
-whose call was under way in doubt (``unconfirmed``, never re-sent; see
-``periodic.do_sweep_stuck``). Tasks are enqueued by name: actions never import tasks.
+provider call, so a repeated task is a no-op and a crash leaves at most the one call
+under way in doubt (``unconfirmed``, never re-sent; see ``periodic.do_sweep_stuck``): one
+item, or one chunk for a transport that takes a chunk in one call. Tasks are enqueued by name: actions never import tasks.
 """
 
 import random
@@ -185,6 +185,8 @@ def do_deliver_many(intervention_ids: list[str]) -> BatchDelivery:
     call and recorded right after it, exactly as ``do_deliver`` does. So a worker killed
     mid-chunk leaves at most the one item whose call was under way in ``sending``; the
     rest are still ``queued`` and the sweeper dispatches them again (docs/delivery.md).
+    A transport with a ``batch_size`` gets its items in one call instead
+    (``_claim_and_send_chunk``), and that call is what a crash leaves in doubt.
     """
     result = BatchDelivery()
     # Channels whose transport takes a chunk in one call: claimed, sent, recorded as one.
