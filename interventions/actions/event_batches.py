@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns.audiences import facts_for, matches
-from campaigns.budgets import BudgetLedger
+from campaigns.budgets import BudgetLedger, has_budget
 from campaigns.experiments.assignment import HOLDOUT
 from campaigns.models import Campaign, CampaignKind, CampaignStatus
 from interventions import decisions, metrics
@@ -268,6 +268,15 @@ class _Chunk:
         self._reach: dict[tuple[str, ...], Reachability] = {}
         self._connected: set[str] | None = None
         self.ledgers: dict[int, BudgetLedger] = {}
+        # A budgeted campaign's spend rows are locked at its first charge; with several
+        # in one chunk, charged in whatever order the events come, two chunks could lock
+        # them in opposite orders and deadlock. Those the chunk's events may charge are
+        # locked now, in id order, as every chunk does (one event locks one campaign).
+        triggers = {t for e in events for t in EVENT_TRIGGERS.get(EventType(e.type), ())}
+        for pk in sorted(self.campaigns):
+            campaign = self.campaigns[pk]
+            if campaign.trigger in triggers and has_budget(campaign):
+                self.ledger(campaign).lock()
 
     def facts(self, shopper: Shopper, channels: Collection[str]) -> decisions.ShopperFacts:
         """``shopper_facts(shopper, channels)``, with the look-ups made once per chunk."""

@@ -211,3 +211,26 @@ def test_a_shopper_on_the_site_gets_the_on_site_message_from_a_batch():
     # Then the connected one is answered on the site and the other by email
     channels = dict(Intervention.objects.values_list("shopper__external_id", "channel"))
     assert channels == {"ana": "websocket", "bo": "email"}
+
+
+def test_campaign_budgets_hold_across_a_batch(provider):
+    # Given two campaigns with room for two sends each
+    shop = daytime_store("Acme")
+    shop.store.frequency_cap_per_hour = 0
+    shop.store.save()
+    Campaign.objects.filter(store=shop.store).update(budget_sends_total=2)
+    prediction = {"probability": 0.9, "recommended_action": "reminder"}
+    events = [
+        *(abandoned(f"a{n}", f"a{n}-cart") for n in range(3)),
+        *({**abandoned(f"p{n}", f"p{n}-cart"), "type": "prediction", "prediction": prediction}
+          for n in range(3)),
+    ]  # fmt: skip
+
+    # When a batch brings three events for each
+    post_batch(shop, events)
+
+    # Then each campaign sends twice and refuses the third for its budget
+    for campaign in Campaign.objects.filter(store=shop.store):
+        statuses = sorted(campaign.interventions.values_list("status", "status_reason"))
+        assert [status for status, _ in statuses] == ["sent", "sent", "suppressed"]
+        assert statuses[-1][1] == "suppressed: budget_exhausted:sends_total"
