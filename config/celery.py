@@ -11,8 +11,19 @@ app = Celery("intervention_engine")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # Separate queues so a slow provider cannot hold up the scheduler or another channel.
-# "campaigns" runs scheduled campaign sends, which are long, away from the due-time release.
-TASK_QUEUES = ("email", "sms", "push", "websocket", "scheduled", "retries", "campaigns", "webhooks")
+# "campaigns" runs scheduled campaign sends, which are long, away from the due-time release;
+# "decisioning" decides events accepted in bulk, chunk by chunk (docs/decisions.md).
+TASK_QUEUES = (
+    "email",
+    "sms",
+    "push",
+    "websocket",
+    "scheduled",
+    "retries",
+    "campaigns",
+    "webhooks",
+    "decisioning",
+)
 app.conf.task_queues = [Queue(name) for name in TASK_QUEUES]
 app.autodiscover_tasks()
 

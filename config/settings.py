@@ -437,6 +437,12 @@ SWEEP_SENDING_AFTER_SECONDS = env.float("SWEEP_SENDING_AFTER_SECONDS", default=1
 SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS = env.float(
     "SWEEP_WEBSOCKET_QUEUED_AFTER_SECONDS", default=30.0
 )
+# Events accepted in bulk and still undecided this long lost their decide_events task:
+# enqueued again. Longer than a backlog of the decisioning queue should last, since the
+# sweep does not know a queued task from a lost one (a duplicate is harmless, not free).
+SWEEP_UNDECIDED_EVENTS_AFTER_SECONDS = env.float(
+    "SWEEP_UNDECIDED_EVENTS_AFTER_SECONDS", default=300.0
+)
 ATTRIBUTION_WINDOW_HOURS = env.int("ATTRIBUTION_WINDOW_HOURS", default=72)
 # Lifetimes of the sealed link tokens in messages (docs/operations.md#link-tokens): the
 # cart link (a reminder sequence is days, not months), the open pixel (an open after
@@ -486,6 +492,7 @@ CHANNEL_COSTS = {
 }
 CHANNEL_COST_CURRENCY = env.str("CHANNEL_COST_CURRENCY", default="EUR")
 INTERVENTION_BATCH_MAX = env.int("INTERVENTION_BATCH_MAX", default=1000)
+EVENT_BATCH_MAX = env.int("EVENT_BATCH_MAX", default=1000)
 
 # --- Outbound webhooks (docs/webhooks.md) ------------------------------------
 # Private, loopback and reserved targets are refused (SSRF) unless this is set: tests and

@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from campaigns.api import CampaignViewSet
 from config import observability
-from interventions.api.views import EventView, InterventionViewSet
+from interventions.api.views import EventBatchView, EventView, InterventionViewSet
 from notifications import views as notification_views
 from notifications.api.views import DeviceViewSet
 from outbound.api import WebhookEndpointViewSet
@@ -42,6 +42,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/events", EventView.as_view(), name="events"),
+    path("api/v1/events/batch", EventBatchView.as_view(), name="events-batch"),
     # Provider webhooks and the one-click unsubscribe (docs/notifications.md).
     path(
         "webhooks/anymail/<str:esp>/tracking/",

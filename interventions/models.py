@@ -14,6 +14,7 @@ and an outbox row telling other services (docs/webhooks.md), in the same transac
 """
 
 import copy
+import datetime
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -89,10 +90,22 @@ class CartEvent(models.Model):
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     answer = models.JSONField(null=True, blank=True)
+    # Accepted in bulk (POST /api/v1/events/batch) and not decided yet: a ``decisioning``
+    # worker decides it and clears this in the same transaction that stores what it
+    # decided, so an event is decided once, and a lost task leaves it set for the sweeper
+    # (docs/decisions.md, "Events in bulk"). Events posted one at a time are decided inline.
+    decision_pending = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        indexes = [models.Index(fields=["store", "type", "received_at"])]
+        indexes = [
+            models.Index(fields=["store", "type", "received_at"]),
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(decision_pending=True),
+                name="cart_event_decision_pending",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["store", "idempotency_key"],
@@ -467,6 +480,29 @@ def transition_many(
             for intervention, from_status in moved
         )
     return [intervention for intervention, _ in moved]
+
+
+def record_attempts_succeeded(
+    sent: Sequence[tuple[Intervention, str]], at: datetime.datetime
+) -> None:
+    """The started attempts of a chunk sent in one call, succeeded with each message's
+    provider id: one UPDATE for the chunk (a bulk_update's CASE per row costs more)."""
+    if not sent:
+        return
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(
+            "UPDATE interventions_deliveryattempt AS attempt SET outcome = %s, finished_at = %s,"
+            " provider_message_id = sent.message_id"
+            " FROM unnest(%s::uuid[], %s::varchar[]) AS sent(intervention_id, message_id)"
+            " WHERE attempt.intervention_id = sent.intervention_id AND attempt.outcome = %s",
+            [
+                DeliveryAttempt.Outcome.SUCCEEDED,
+                at,
+                [intervention.pk for intervention, _ in sent],
+                [message_id for _, message_id in sent],
+                DeliveryAttempt.Outcome.STARTED,
+            ],
+        )
 
 
 def transition_each(

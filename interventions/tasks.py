@@ -54,6 +54,12 @@ def deliver_interventions(intervention_ids: list[str]) -> dict[str, int]:
     return dict(result.outcomes)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=240)
+def decide_events(event_ids: list[int]) -> dict[str, int]:
+    """A chunk of events accepted in bulk, decided in one transaction (decisioning queue)."""
+    return dict(actions.do_decide_events(event_ids))
+
+
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
 def release_due_interventions() -> int:
     return actions.do_release_due()

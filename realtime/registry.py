@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -233,6 +234,22 @@ def is_connected(store_id: str, user_id: str) -> bool:
         logger.warning("websocket_registry_unreachable", store_id=str(store_id), error=str(exc))
         return False
     return bool(live)
+
+
+def connected_among(store_id: str, user_ids: Iterable[str]) -> set[str]:
+    """``is_connected`` for many shoppers of a store: one pipelined round trip."""
+    user_ids = list(user_ids)
+    since = time.time() - stale_after_seconds()
+    try:
+        with sync_redis().pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.zcount(_keys(str(store_id), user_id)[2], since, "+inf")
+            counts = pipe.execute()
+    except redis.RedisError as exc:
+        REGISTRY_ERRORS.labels("is_connected").inc()
+        logger.warning("websocket_registry_unreachable", store_id=str(store_id), error=str(exc))
+        return set()  # unknown is offline, as for one shopper
+    return {user_id for user_id, live in zip(user_ids, counts, strict=True) if live}
 
 
 def connections(store_id: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ webhooks, the admin and other apps (docs/architecture.md).
 - ``intake``: explicit triggers, single and batch side by side;
 - ``campaign_sends``: a scheduled campaign's send to a chunk of its audience;
 - ``events``: cart events and conversions (checkout events and reported orders);
+- ``event_batches``: cart events in bulk, accepted as an enqueue, decided by workers in chunks;
 - ``delivery``: dispatch, claim, send, record, fall back (single and bulk side by side);
 - ``lifecycle``: cancel, edit, retry, delivered, failed after send;
 - ``receipts``: providers' delivery reports;
@@ -26,6 +27,12 @@ from interventions.actions.delivery import (
     do_deliver,
     do_deliver_many,
     retry_delay,
+)
+from interventions.actions.event_batches import (
+    Accepted,
+    check_accept_events,
+    do_decide_events,
+    do_redispatch_undecided,
 )
 from interventions.actions.events import (
     EventResult,
@@ -62,6 +69,7 @@ from interventions.actions.storefront import (
 from interventions.errors import InterventionConflict, TransientDeliveryError
 
 __all__ = [
+    "Accepted",
     "AckRequest",
     "BatchDelivery",
     "ChunkResult",
@@ -71,6 +79,7 @@ __all__ = [
     "PendingFrame",
     "TransientDeliveryError",
     "check_accept_event",
+    "check_accept_events",
     "check_record_conversion",
     "check_template",
     "check_trigger_batch",
@@ -80,6 +89,7 @@ __all__ = [
     "do_acknowledge_many",
     "do_cancel_intervention",
     "do_convert_cart",
+    "do_decide_events",
     "do_deliver",
     "do_deliver_many",
     "do_erase_shopper",
@@ -90,6 +100,7 @@ __all__ = [
     "do_prune_expired",
     "do_record_provider_event",
     "do_record_shopper_tracking",
+    "do_redispatch_undecided",
     "do_release_due",
     "do_retry_failed",
     "do_send_campaign_chunk",

@@ -2,9 +2,9 @@
 
 Delivery is "exactly once in effect": every send is a row before it is a network call, a
 task claims the row with a conditional update (queued → sending) right before its own
-provider call, so a repeated task is a no-op and a crash leaves at most the one item
-whose call was under way in doubt (``unconfirmed``, never re-sent; see
-``periodic.do_sweep_stuck``). Tasks are enqueued by name: actions never import tasks.
+provider call, so a repeated task is a no-op and a crash leaves at most the one call
+under way in doubt (``unconfirmed``, never re-sent; see ``periodic.do_sweep_stuck``): one
+item, or one chunk for a transport that takes a chunk in one call. Tasks are enqueued by name: actions never import tasks.
 """
 
 import random
@@ -30,7 +30,9 @@ from interventions.models import (
     IllegalTransition,
     Intervention,
     Status,
+    record_attempts_succeeded,
     transition,
+    transition_each,
 )
 from notifications.actions import do_suppress_address
 from notifications.recipients import Reachability, contact_address, reachability
@@ -183,8 +185,12 @@ def do_deliver_many(intervention_ids: list[str]) -> BatchDelivery:
     call and recorded right after it, exactly as ``do_deliver`` does. So a worker killed
     mid-chunk leaves at most the one item whose call was under way in ``sending``; the
     rest are still ``queued`` and the sweeper dispatches them again (docs/delivery.md).
+    A transport with a ``batch_size`` gets its items in one call instead
+    (``_claim_and_send_chunk``), and that call is what a crash leaves in doubt.
     """
     result = BatchDelivery()
+    # Channels whose transport takes a chunk in one call: claimed, sent, recorded as one.
+    chunks: dict[str, list[tuple[Intervention, OutboundMessage]]] = {}
     interventions = list(
         Intervention.objects.select_related("shopper", "cart")
         .filter(pk__in=intervention_ids, status=Status.QUEUED)
@@ -198,13 +204,47 @@ def do_deliver_many(intervention_ids: list[str]) -> BatchDelivery:
     now = timezone.now()
     for intervention in interventions:
         try:
-            result.outcomes[_deliver_loaded(intervention, reach, now)] += 1
+            settled = _settle_unsendable(intervention, reach, now)
+            if settled:
+                result.outcomes[settled] += 1
+                continue
+            transport = get_transport(intervention.channel)
+            message = _message(intervention, reach)
+            if transport.batch_size and intervention.channel != "websocket":
+                chunks.setdefault(intervention.channel, []).append((intervention, message))
+                continue
+            result.outcomes[_send(intervention, transport, message)] += 1
         except TransientDeliveryError as exc:
             result.to_retry.append((str(intervention.pk), exc.retry_after))
+    for channel, items in chunks.items():
+        transport = get_transport(channel)
+        for start in range(0, len(items), transport.batch_size):
+            _claim_and_send_chunk(items[start : start + transport.batch_size], transport, result)
     return result
 
 
 def _deliver_loaded(intervention: Intervention, reach: Reachability, now: datetime) -> str:
+    settled = _settle_unsendable(intervention, reach, now)
+    if settled:
+        return settled
+    transport = get_transport(intervention.channel)
+    return _send(intervention, transport, _message(intervention, reach))
+
+
+def _message(intervention: Intervention, reach: Reachability) -> OutboundMessage:
+    recipient = reach.address(intervention.shopper, intervention.channel)
+    assert recipient is not None  # checked by _block_at_send_time
+    return message_for(intervention, recipient)
+
+
+def _send(intervention: Intervention, transport: Transport, message: OutboundMessage) -> str:
+    if intervention.channel == "websocket":
+        return _publish_then_record(intervention, transport, message)
+    return _claim_and_send(intervention, transport, message)
+
+
+def _settle_unsendable(intervention: Intervention, reach: Reachability, now: datetime) -> str:
+    """Expired or blocked at send time: settled here (its outcome), else ""."""
     if intervention.expires_at and intervention.expires_at <= now:
         try:
             transition(intervention, Status.FAILED, "failed: expired before it could be sent")
@@ -220,13 +260,74 @@ def _deliver_loaded(intervention: Intervention, reach: Reachability, now: dateti
         except IllegalTransition:
             return "skipped"
         return "suppressed"
-    recipient = reach.address(intervention.shopper, intervention.channel)
-    assert recipient is not None  # checked by _block_at_send_time
-    transport = get_transport(intervention.channel)
-    message = message_for(intervention, recipient)
-    if intervention.channel == "websocket":
-        return _publish_then_record(intervention, transport, message)
-    return _claim_and_send(intervention, transport, message)
+    return ""
+
+
+def _claim_and_send_chunk(
+    items: list[tuple[Intervention, OutboundMessage]], transport: Transport, result: BatchDelivery
+) -> None:
+    """``_claim_and_send`` for a chunk the transport takes in one call (the log transport;
+    a provider's batch API): one statement claims every row (queued → sending, with its
+    history, outbox and started attempt rows), one call sends, one transaction records.
+
+    ``sending`` still means "the call may have happened", now for the chunk's one call:
+    a worker killed during it leaves the chunk to the sweeper, which marks it
+    ``unconfirmed`` and never re-sends (docs/delivery.md).
+    """
+    channel = items[0][0].channel
+    messages = {intervention.pk: message for intervention, message in items}
+    claimed = transition_each(
+        [
+            (
+                intervention,
+                {"attempts": intervention.attempts + 1},
+                [
+                    DeliveryAttempt(
+                        intervention=intervention,
+                        channel=intervention.channel,
+                        transport=transport.name,
+                    )
+                ],
+            )
+            for intervention, _ in items
+        ],
+        Status.SENDING,
+        "claimed for sending",
+    )
+    result.outcomes["skipped"] += len(items) - len(claimed)  # claimed by another worker
+    if not claimed:
+        return
+    started = monotonic_time.perf_counter()
+    try:
+        answers = transport.send_many([messages[intervention.pk] for intervention in claimed])
+    finally:
+        metrics.SEND_SECONDS.labels(channel=channel).observe(
+            monotonic_time.perf_counter() - started
+        )
+    finished = timezone.now()
+    sent = [
+        (i, answer[:200])
+        for i, answer in zip(claimed, answers, strict=True)
+        if isinstance(answer, str)
+    ]
+    with transaction.atomic():
+        record_attempts_succeeded(sent, finished)
+        transition_each(
+            [(i, {"provider_message_id": answer, "sent_at": finished}, []) for i, answer in sent],
+            Status.SENT,
+            f"sent via {transport.name}",
+        )
+    metrics.DELIVERY_ATTEMPTS.labels(channel=channel, outcome="succeeded").inc(len(sent))
+    result.outcomes["sent"] += len(sent)
+    for intervention, answer in zip(claimed, answers, strict=True):
+        if isinstance(answer, TransportError):
+            attempt = DeliveryAttempt.objects.get(
+                intervention=intervention, outcome=DeliveryAttempt.Outcome.STARTED
+            )
+            try:
+                result.outcomes[_handle_transport_error(intervention, attempt, answer)] += 1
+            except TransientDeliveryError as exc:
+                result.to_retry.append((str(intervention.pk), exc.retry_after))
 
 
 def _claim_and_send(

@@ -18,7 +18,12 @@ from django.utils import timezone
 
 from interventions import decisions
 from interventions.actions.deciding import Outcome, announce, build_decided, create_decided
-from interventions.actions.events import fold_cart, json_safe, register_push_tokens
+from interventions.actions.events import (
+    PREDICTION_FIELDS,
+    fold_cart,
+    json_safe,
+    register_push_tokens,
+)
 from interventions.actions.facts import facts_from
 from interventions.actions.idempotency import check_same_request, request_fingerprint
 from interventions.errors import InterventionConflict
@@ -190,8 +195,8 @@ def _create_all(
     if not triggers:
         return []
     now = timezone.now()
-    shoppers = _upsert_shoppers(store, triggers, now)
-    carts = _upsert_carts(store, triggers, shoppers, now)
+    shoppers = upsert_shoppers(store, triggers, now)
+    carts = upsert_carts(store, triggers, shoppers, now)
     for trigger in triggers:
         if (trigger.get("user") or {}).get("push_tokens"):
             register_push_tokens(store, shoppers[trigger["user_id"]], trigger["user"])
@@ -242,7 +247,9 @@ def _upsert_grouped(model: Any, store: Store, rows: dict[str, dict[str, Any]], n
     """Upsert by (store, external_id), one statement per set of provided fields, so a
     field a trigger did not send is never overwritten."""
     by_shape: dict[tuple[str, ...], list[Any]] = defaultdict(list)
-    for external_id, values in rows.items():
+    # In external id order, as the decisioning worker locks shoppers (event_batches.py):
+    # two transactions taking the same rows in one order cannot deadlock.
+    for external_id, values in sorted(rows.items()):
         by_shape[tuple(sorted(values))].append(
             model(store=store, external_id=external_id, updated_at=now, **values)
         )
@@ -255,7 +262,9 @@ def _upsert_grouped(model: Any, store: Store, rows: dict[str, dict[str, Any]], n
         )
 
 
-def _upsert_shoppers(store: Store, triggers: list[dict[str, Any]], now: Any) -> dict[str, Shopper]:
+def upsert_shoppers(store: Store, triggers: list[dict[str, Any]], now: Any) -> dict[str, Shopper]:
+    """The shoppers of a batch of triggers or events, by external id: one upsert per shape
+    of profile, then one read."""
     rows = _merged(
         [
             (t["user_id"], {k: v for k, v in (t.get("user") or {}).items() if k in SHOPPER_FIELDS})
@@ -268,9 +277,11 @@ def _upsert_shoppers(store: Store, triggers: list[dict[str, Any]], now: Any) -> 
     }
 
 
-def _upsert_carts(
+def upsert_carts(
     store: Store, triggers: list[dict[str, Any]], shoppers: dict[str, Shopper], now: Any
 ) -> dict[str, Cart]:
+    """The carts of a batch by external id, folded as ``fold_cart`` folds one: the cart's
+    value, currency and items and an event's prediction, later items winning."""
     rows = _merged(
         [
             (
@@ -279,6 +290,11 @@ def _upsert_carts(
                     **json_safe(
                         {k: v for k, v in (t.get("cart") or {}).items() if k in CART_FIELDS}
                     ),
+                    **{
+                        k: v
+                        for k, v in (t.get("prediction") or {}).items()
+                        if k in PREDICTION_FIELDS
+                    },
                     "shopper": shoppers[t["user_id"]],
                 },
             )

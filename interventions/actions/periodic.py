@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from interventions import metrics
 from interventions.actions.delivery import dispatch, dispatch_many
+from interventions.actions.event_batches import do_redispatch_undecided
 from interventions.models import (
     DeliveryAttempt,
     IllegalTransition,
@@ -49,7 +50,9 @@ def do_release_due(limit: int = 500) -> int:
 
 
 def do_sweep_stuck(
-    queued_after: float | None = None, sending_after: float | None = None
+    queued_after: float | None = None,
+    sending_after: float | None = None,
+    undecided_after: float | None = None,
 ) -> dict[str, int]:
     """Find work a lost broker message or a dead worker left behind.
 
@@ -64,6 +67,8 @@ def do_sweep_stuck(
       re-published (clients de-duplicate by intervention id); other channels are not
       re-sent, since a second email or SMS is worse than the rare lost one: they become
       ``unconfirmed`` and the provider's delivery webhook, if it comes, settles them.
+    - events accepted in bulk and still undecided: their decide_events task was lost or
+      its worker died mid-chunk (which rolled the chunk back): enqueue them again.
     """
     now = timezone.now()
     queued_after = settings.SWEEP_QUEUED_AFTER_SECONDS if queued_after is None else queued_after
@@ -71,11 +76,17 @@ def do_sweep_stuck(
     counts = {"redispatched": _redispatch_stale_queued(now, queued_after)}
     counts.update(_settle_stuck_sending(now, sending_after))
     counts["confirmed"] = _confirm_unconfirmed(now)
+    counts["redecided"] = do_redispatch_undecided(
+        settings.SWEEP_UNDECIDED_EVENTS_AFTER_SECONDS
+        if undecided_after is None
+        else undecided_after
+    )
     if any(counts.values()):
         metrics.SWEPT.labels(kind="redispatched").inc(counts["redispatched"])
         metrics.SWEPT.labels(kind="republished").inc(counts["republished"])
         metrics.SWEPT.labels(kind="unconfirmed").inc(counts["unconfirmed"])
         metrics.SWEPT.labels(kind="confirmed").inc(counts["confirmed"])
+        metrics.SWEPT.labels(kind="redecided").inc(counts["redecided"])
         logger.warning("sweeper_recovered_interventions", **counts)
     return counts
 

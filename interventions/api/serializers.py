@@ -98,6 +98,19 @@ class EventSerializer(StrictSerializer):
         return attrs
 
 
+class EventBatchItemSerializer(EventSerializer):
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class EventBatchSerializer(StrictSerializer):
+    events = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=settings.EVENT_BATCH_MAX,
+        help_text=f"Up to {settings.EVENT_BATCH_MAX} events; each is validated on its own.",
+    )
+
+
 class DecisionOutcomeSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="intervention.pk")
     status = serializers.CharField(source="intervention.status")

@@ -22,6 +22,8 @@ from interventions.actions import check_trigger_batch
 from interventions.api.serializers import (
     BatchItemSerializer,
     BatchSerializer,
+    EventBatchItemSerializer,
+    EventBatchSerializer,
     EventResultSerializer,
     EventSerializer,
     InterventionDetailSerializer,
@@ -106,6 +108,59 @@ class EventView(APIView):
         except actions.InterventionConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+class EventBatchView(APIView):
+    @extend_schema(
+        request=EventBatchSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            207: inline_serializer(
+                "EventBatchResult",
+                {
+                    "results": serializers.ListField(child=serializers.DictField()),
+                    "accepted": serializers.IntegerField(),
+                    "failed": serializers.IntegerField(),
+                },
+            )
+        },
+        summary=f"Report up to {settings.EVENT_BATCH_MAX} cart events or predictions",
+        description="Stored now, decided shortly after by a worker (the answer carries no "
+        "decision: the interventions appear under `GET /api/v1/interventions`). One result "
+        "per item, in order: `{status: 202|200, event: {id}}` or `{status: 400|409, error}`; "
+        "200 for an Idempotency-Key repeat (an item's `idempotency_key`, else the header's "
+        "key and the item's index), which stores and decides nothing again. One bad item "
+        "does not sink the others.",
+    )
+    def post(self, request: Request) -> Response:
+        envelope = EventBatchSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        items = envelope.validated_data["events"]
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        valid: list[tuple[int, dict[str, Any]]] = []
+        validator = EventBatchItemSerializer()  # one for every item, as /batch does
+        for index, item in enumerate(items):
+            try:
+                valid.append((index, dict(validator.run_validation(item))))
+            except serializers.ValidationError as exc:
+                fields = flatten_field_errors(exc.detail)
+                results[index] = {"status": 400, **error_body("invalid", "Invalid item.", fields)}
+        accepted = actions.check_accept_events(
+            store_of(request), [event for _, event in valid], idempotency_key(request)
+        )
+        for (index, _), outcome in zip(valid, accepted, strict=True):
+            if isinstance(outcome, actions.Accepted):
+                results[index] = {
+                    "status": 202 if outcome.created else 200,
+                    "event": {"id": outcome.event_id},
+                }
+            else:
+                code = 409 if isinstance(outcome, actions.InterventionConflict) else 400
+                results[index] = {"status": code, **error_body("rejected", str(outcome))}
+        ok = sum(1 for r in results if r and r["status"] in (200, 202))
+        return Response(
+            {"results": results, "accepted": ok, "failed": len(results) - ok}, status=207
+        )
 
 
 class CheckedIsoDateTimeField(django_filters.fields.IsoDateTimeField):

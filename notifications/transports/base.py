@@ -55,8 +55,15 @@ class TransportError(Exception):
 class Transport:
     channel: ClassVar[str]
     name: ClassVar[str]
+    # Most messages ``send_many`` takes in one call; 0 for a transport that sends one at
+    # a time. A chunk handed over in one call is claimed as one (docs/delivery.md).
+    batch_size: ClassVar[int] = 0
 
     def send(self, message: OutboundMessage) -> str:
+        raise NotImplementedError
+
+    def send_many(self, messages: list[OutboundMessage]) -> list[str | TransportError]:
+        """One call for a chunk: per message, the provider's id or why it was refused."""
         raise NotImplementedError
 
     def find_sent(self, intervention_id: str) -> str | None:
@@ -71,6 +78,7 @@ class LogTransport(Transport):
 
     name = "log"
     outbox: ClassVar[list[OutboundMessage]] = []
+    batch_size = 500
 
     def __init__(self, channel: str):
         self.channel = channel  # type: ignore[misc]
@@ -85,6 +93,9 @@ class LogTransport(Transport):
             content=message.content,
         )
         return f"log-{message.intervention_id}"
+
+    def send_many(self, messages: list[OutboundMessage]) -> list[str | TransportError]:
+        return [self.send(message) for message in messages]
 
 
 # Short names accepted in EMAIL_TRANSPORT / SMS_TRANSPORT / PUSH_TRANSPORT.
