@@ -9,6 +9,7 @@ Transports are chosen per channel by the ``NOTIFICATION_TRANSPORTS`` setting (do
 class paths) and imported lazily.
 """
 
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, ClassVar
@@ -74,10 +75,11 @@ class Transport:
 
 class LogTransport(Transport):
     """Development default: logs the message and keeps it, so `make run` shows what
-    would have been sent. Tests read ``LogTransport.outbox``."""
+    would have been sent. Tests read ``LogTransport.outbox``: the last messages only, so a
+    long-running process that logs instead of sending does not grow without end."""
 
     name = "log"
-    outbox: ClassVar[list[OutboundMessage]] = []
+    outbox: ClassVar[deque[OutboundMessage]] = deque(maxlen=1000)
     batch_size = 500
 
     def __init__(self, channel: str):

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from interventions.actions import do_deliver_many
 from interventions.models import Intervention, Status
-from notifications.transports.base import LogTransport
+from notifications.transports.base import LogTransport, OutboundMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,3 +89,15 @@ def test_the_statements_a_chunk_costs_do_not_grow_with_its_size(shop):
 
     assert Intervention.objects.filter(status=Status.SENT).count() == 43
     assert len(large) == len(small)
+
+
+def test_the_log_transport_keeps_only_the_last_messages():
+    transport = LogTransport("email")
+    message = OutboundMessage(
+        intervention_id="i", store_id="s", channel="email", recipient="a@example.test", content={}
+    )
+
+    for _ in range(LogTransport.outbox.maxlen + 10):
+        transport.send(message)
+
+    assert len(LogTransport.outbox) == LogTransport.outbox.maxlen
