@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from realtime import registry
 from tests.realtime.conftest import open_room, random_user, room_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +54,7 @@ async def test_a_stalled_event_loop_does_not_close_clients_that_spoke_during_the
 
     # when the server's event loop is blocked for longer than the idle timeout, and the
     # talking storefront's heartbeat arrives during the block (read only once it ends)
-    time.sleep(1.5)  # noqa: ASYNC251 - the stall under test
+    time.sleep(1.5)  # the stall under test: nothing else runs meanwhile
     await talking.send_json_to(BEAT)
     after_the_stall = await keep_talking(talking, 2.5)
 
@@ -105,3 +107,22 @@ async def test_timers_do_not_grow_with_the_connections(storefront, channel_layer
     assert with_twenty_one == with_one
     for client in [first, *others]:
         await client.disconnect()
+
+
+async def test_a_talking_shopper_stays_connected_in_the_registry_past_its_stale_window(
+    storefront, channel_layer, settings
+):
+    # given registry entries that go stale 0.8 s after their last refresh
+    settings.WS_HEARTBEAT_SECONDS = 0.2
+    settings.WS_IDLE_TIMEOUT_SECONDS = 0.6
+    store_id, user_id = str(storefront.store.pk), random_user()
+    client, _ = await open_room(room_url(store_id, "user", user_id))
+
+    # when the shopper's page stays open twice that long
+    await keep_talking(client, 1.6)
+
+    # then every process still sees the shopper connected (pipeline channel `auto`)
+    assert await database_sync_to_async(registry.is_connected)(store_id, user_id) is True
+    listed = await database_sync_to_async(registry.connections)(store_id)
+    assert [entry["user_id"] for entry in listed] == [user_id]
+    await client.disconnect()
