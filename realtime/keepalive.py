@@ -91,8 +91,10 @@ class KeepAliveClock:
         slot = self.slot_of.pop(connection, None)
         if slot is not None:
             self.wheel[slot].pop(connection, None)
-        if not self.slot_of and self.worker is not None:
-            self.worker.cancel()  # no connections, no timer
+        # No connections, no timer. When the clock itself closed the last idle connection
+        # it stops on its own (``run``): cancelling itself could cut that close short.
+        if not self.slot_of and self.worker not in (None, asyncio.current_task()):
+            self.worker.cancel()
             self.worker = None
 
     def __len__(self) -> int:
