@@ -14,8 +14,9 @@ synchronous call, a GC pause, a starved process), the frames clients sent meanwh
 unread in the sockets' buffers, and a clock that judged on waking would close live
 clients (an earlier clock closed ~60 % of 5,000 sockets that way). So a tick or a slice
 that resumes more than a tick late is a stall: its length is credited to every
-connection heard before it, and the rest of that tick closes nobody; those connections
-are judged again a heartbeat later, once their frames have been read.
+connection heard before it, and nobody is closed for a tick after it was noticed; the
+connections visited meanwhile are judged again a heartbeat later, once their frames
+have been read.
 """
 
 import asyncio
@@ -73,6 +74,8 @@ class KeepAliveClock:
         self.cursor = 0
         # (when the stall was noticed, its length in seconds), newest last; rare.
         self.stalls: list[tuple[float, float]] = []
+        # No idle close before this (monotonic): a tick after the last stall noticed.
+        self.closes_held_until = 0.0
         self.catching_up: set[KeptAlive] = set()
         self.worker: asyncio.Task[None] | None = None
         self.errands: set[asyncio.Task[None]] = set()
@@ -105,12 +108,11 @@ class KeepAliveClock:
         while self.slot_of:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             now = time.monotonic()
-            stalled = self.noticed(now, now - due)
             # After a stall the wheel carries on from where it was: the missed slots are
             # not run back to back (their connections' deadlines moved with the stall).
-            due = now + self.tick if stalled else due + self.tick
+            due = now + self.tick if self.noticed(now, now - due) else due + self.tick
             self.cursor = (self.cursor + 1) % self.slots
-            await self.visit(list(self.wheel[self.cursor]), hold_closes=stalled)
+            await self.visit(list(self.wheel[self.cursor]))
 
     def noticed(self, now: float, late: float) -> bool:
         """Whether resuming ``late`` seconds after we meant to is a stall; if so, remember it."""
@@ -119,6 +121,7 @@ class KeepAliveClock:
         STALLS.inc()
         logger.warning("websocket_keep_alive_stalled", seconds=round(late, 3))
         self.stalls.append((now, late))
+        self.closes_held_until = now + self.tick
         # A connection silent for longer than this is idle whatever the stalls were.
         horizon = self.idle_timeout_seconds + 2 * self.heartbeat_seconds
         horizon += sum(seconds for _, seconds in self.stalls)
@@ -133,19 +136,21 @@ class KeepAliveClock:
                 silent -= seconds
         return silent
 
-    async def visit(self, connections: list[KeptAlive], hold_closes: bool) -> None:
+    async def visit(self, connections: list[KeptAlive]) -> None:
         for first in range(0, len(connections), SLICE):
             if first:
                 yielded = time.monotonic()
                 await asyncio.sleep(0)
                 now = time.monotonic()
-                hold_closes = self.noticed(now, now - yielded) or hold_closes
-            await self.visit_slice(connections[first : first + SLICE], hold_closes)
+                self.noticed(now, now - yielded)
+            await self.visit_slice(connections[first : first + SLICE])
 
-    async def visit_slice(self, connections: list[KeptAlive], hold_closes: bool) -> None:
+    async def visit_slice(self, connections: list[KeptAlive]) -> None:
         now = time.monotonic()
-        # One frame text per slice: building it (timestamp, random id, JSON) per
-        # connection was a visible share of the idle cost.
+        # Right after a stall the frames clients sent during it may still be unread.
+        hold_closes = now < self.closes_held_until
+        # One frame text per slice, not a timestamp, a random id and a JSON dump per
+        # connection.
         heartbeat = frame_text("heartbeat", {})
         refreshed: list[tuple[str, str, str]] = []
         behind: list[KeptAlive] = []
