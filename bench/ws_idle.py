@@ -279,16 +279,23 @@ async def main(args: argparse.Namespace) -> None:
     tokens = issue_tokens(store["store_id"], users)
     engine_env = dict(pair.split("=", 1) for pair in args.engine_env)
     base = args.port_base
+    daphne = tuple(args.daphne_arg)
     targets = {
-        "engine": (Server(base, **engine_env), tokens),
+        "engine": (Server(base, daphne_args=daphne, **engine_env), tokens),
         "bare": (
-            Server(base + 10, app="bare_app:application", cwd=ROOT / "bench", BARE_DB=DB),
+            Server(
+                base + 10,
+                app="bare_app:application",
+                cwd=ROOT / "bench",
+                daphne_args=daphne,
+                BARE_DB=DB,
+            ),
             [""] * len(users),
         ),
     }
     if args.baseline_root:
         targets["engine-baseline"] = (
-            Server(base + 2, cwd=Path(args.baseline_root), **engine_env),
+            Server(base + 2, cwd=Path(args.baseline_root), daphne_args=daphne, **engine_env),
             tokens,
         )
     clients = Clients(args.clients)
@@ -354,6 +361,13 @@ if __name__ == "__main__":
         "--baseline-root",
         default="",
         help="a checkout of the engine at another commit (git archive), a third target",
+    )
+    parser.add_argument(
+        "--daphne-arg",
+        action="append",
+        default=[],
+        help="an argument for every daphne, e.g. --daphne-arg=--websocket_connect_timeout=30 "
+        "(the production value, config/services.py)",
     )
     parser.add_argument(
         "--engine-env",

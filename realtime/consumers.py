@@ -5,8 +5,6 @@ forward the room's frames, and turn a client's ``ack`` / ``tracking`` frames int
 action each (``interventions.actions``).
 """
 
-import asyncio
-import random
 import time
 from collections import OrderedDict
 from functools import partial
@@ -26,6 +24,7 @@ from prometheus_client import Counter, Gauge
 from interventions import actions
 from realtime import registry, replay
 from realtime.acks import ack_batcher
+from realtime.keepalive import keep_alive_clock
 from realtime.pending import pending_check
 from realtime.protocol import (
     CLOSE_BAD_REQUEST,
@@ -162,7 +161,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.last_heard = self.caught_up_at = time.monotonic()
         # Stream ids are milliseconds: a dashboard's catch-up starts no earlier than this.
         self.connected_stream_id = f"{int(time.time() * 1000)}-0"
-        self.keep_alive: asyncio.Task[None] | None = None
         self.budgets = {
             "resume": FrameBudget(settings.WS_RESUMES_PER_SECOND, 1),
             "tracking": FrameBudget(settings.WS_TRACKING_PER_SECOND, settings.WS_TRACKING_BURST),
@@ -220,7 +218,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.store_id, self.user_id
         ):
             await self.send_pending()
-        self.keep_alive = asyncio.create_task(self.keep_alive_loop())
+        # Heartbeats, the idle judgement, registry refreshes and catch-ups: one clock
+        # per process for every connection, not a task each (realtime/keepalive.py).
+        keep_alive_clock().add(self)
 
     async def refuse(self, code: int, reason: str) -> None:
         # A close before accept() becomes an HTTP 403 with no close code; browsers and
@@ -260,11 +260,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         }
 
     async def disconnect(self, code: int) -> None:
-        if self.keep_alive is not None:
-            self.keep_alive.cancel()
         if not self.registered:
             return
         self.registered = False
+        keep_alive_clock().discard(self)
         LIVE_CONNECTIONS.labels(self.room_kind).dec()
         await self.channel_layer.group_discard(self.room, self.channel_name)
         await registry.unregister(self.store_id, self.holder, self.channel_name)
@@ -312,24 +311,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 text = frame_text("intervention", frame.payload, message_id=message_id)
             await self.send_frame(message_id, frame.intervention_id, text, "offline")
 
-    async def keep_alive_loop(self) -> None:
-        interval = float(settings.WS_HEARTBEAT_SECONDS)
-        idle_timeout = float(settings.WS_IDLE_TIMEOUT_SECONDS)
-        # Spread heartbeats out: connections accepted in one storm must not tick together.
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        while True:
-            if time.monotonic() - self.last_heard > idle_timeout:
-                IDLE_CLOSED.inc()
-                logger.info("websocket_idle_closed", store_id=self.store_id, room=self.room_kind)
-                await self.close(code=CLOSE_IDLE)
-                return
-            await self.send(text_data=frame_text("heartbeat", {}))
-            await registry.touch(self.store_id, self.holder, self.channel_name)
-            # Two heartbeats past the process's last Redis failure: the subscription may
-            # come back a moment after Redis answers, so one catch-up could be too early.
-            if registry.last_failure() > self.caught_up_at - 2 * interval:
-                await self.catch_up()
-            await asyncio.sleep(interval)
+    # --- keep-alive (called by realtime.keepalive's clock) ----------------------
+
+    async def send_heartbeat(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def close_for_silence(self) -> None:
+        IDLE_CLOSED.inc()
+        logger.info("websocket_idle_closed", store_id=self.store_id, room=self.room_kind)
+        await self.close(code=CLOSE_IDLE)
 
     async def catch_up(self) -> None:
         """Send what was published for this room while this process's pub/sub link was
