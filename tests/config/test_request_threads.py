@@ -37,4 +37,5 @@ async def test_serving_requests_starts_no_thread_per_request(shop, monkeypatch):
     statuses = [await get_stores(shop.api_key) for _ in range(10)]
 
     assert statuses == [200] * 10
-    assert started == []
+    # The event loop's pool ("asyncio_N") may still grow to its size in a burst.
+    assert [name for name in started if not name.startswith("asyncio_")] == []
