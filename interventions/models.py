@@ -437,6 +437,7 @@ def insert_statement(objs: Sequence[models.Model]) -> tuple[str, list[Any]]:
     return sql, list(params)
 
 
+@functools.cache
 def _inserted_fields(model: type[models.Model]) -> list[models.Field]:
     return [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
 
@@ -460,14 +461,21 @@ def _plain_insert_params(fields: list[models.Field], obj: models.Model) -> list[
     """What the compiler would pass for ``obj`` (``pre_save``, then ``get_db_prep_save``),
     or None when a value or field needs the compiler: an expression, or a field with its
     own placeholder."""
+    if _has_own_placeholders(type(obj)):
+        return None
     connection = connections[DEFAULT_DB_ALIAS]
     params = []
     for field in fields:
         value = field.pre_save(obj, add=True)
-        if hasattr(value, "resolve_expression") or hasattr(field, "get_placeholder"):
+        if hasattr(value, "resolve_expression"):
             return None
         params.append(field.get_db_prep_save(value, connection))
     return params
+
+
+@functools.cache
+def _has_own_placeholders(model: type[models.Model]) -> bool:
+    return any(hasattr(field, "get_placeholder") for field in _inserted_fields(model))
 
 
 def transition_many(

@@ -33,7 +33,9 @@ def test_a_row_of_each_model_is_inserted_as_djangos_compiler_would(shop):
     now = timezone.now()
     rows = [
         intervention,
-        InterventionEvent(intervention=intervention, from_status="queued", to_status="sent", at=now),
+        InterventionEvent(
+            intervention=intervention, from_status="queued", to_status="sent", at=now
+        ),
         DeliveryAttempt(intervention=intervention, channel="websocket", transport="websocket"),
         outbox.status_changed(intervention, "queued", "sent", "published", now),
     ]
