@@ -7,7 +7,8 @@
 `intervention` frames in the engine's frame shape, so the same client measures both.
 What it leaves out is what the engine is for: no API key, no throttle, no validation, no
 decision, no history or attempt rows, no replay stream, no acks (an ack frame is read and
-dropped). Same channel layer (RedisPubSubChannelLayer), same daphne, same PostgreSQL.
+dropped). Same channel layer (RedisPubSubChannelLayer), same daphne, same PostgreSQL,
+and a connection pool like the engine's (`BARE_POOL_MAX_SIZE`, 5 by default).
 """
 
 import json
@@ -31,7 +32,19 @@ settings.configure(
             "USER": "postgres",
             "HOST": "127.0.0.1",
             "PORT": 5432,
-            "CONN_MAX_AGE": None,
+            # A pool (psycopg_pool, through Django's own option), as any production app
+            # on PostgreSQL has: Django under ASGI otherwise opens a connection per
+            # request (its connections are per request context), which costs a backend
+            # start per trigger and, at 100/s, more connections than PostgreSQL allows.
+            # Django returns the connection to the pool at the end of each request.
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {
+                "pool": {
+                    "min_size": 2,
+                    "max_size": int(os.environ.get("BARE_POOL_MAX_SIZE", "5")),
+                    "timeout": 10.0,
+                }
+            },
         }
     },
     CHANNEL_LAYERS={

@@ -192,8 +192,8 @@ class HttpServer(Server):
     """The engine's HTTP server as the Procfile starts it (gunicorn, ``config/gunicorn.py``)
     with ``workers`` worker processes; its CPU is the master's and every worker's."""
 
-    def __init__(self, port: int, workers: int, **env: str):
-        super().__init__(port, **env)
+    def __init__(self, port: int, workers: int, cwd: Path = ROOT, **env: str):
+        super().__init__(port, cwd=cwd, **env)
         self.workers = workers
 
     def name(self) -> str:

@@ -19,6 +19,12 @@ own HTTP server, so one worker and two take turns under the same load:
 
     .venv/bin/python bench/ws_side_by_side.py --layouts split:1,split:2 --rates 40,80,160
 
+`--baseline-root` adds the engine at another commit (a `git archive` of it) in the
+layout `--baseline-layout` names (`daphne` or `split:N`), with its own shoppers:
+
+    .venv/bin/python bench/ws_side_by_side.py --layouts split:2 --baseline-root /tmp/main \
+        --baseline-layout split:2
+
 "Web" CPU then counts every engine process of the layout (daphne, the HTTP server's
 master and workers); "path" adds their PostgreSQL backends, Redis and the client.
 `BENCH_DB`, `BENCH_REDIS_URL` and `BENCH_PORT_OFFSET` keep two people's runs apart.
@@ -329,6 +335,31 @@ def split_targets(workers: list[int], auth: dict[str, str], engine_env: dict[str
     ]
 
 
+def baseline(args: argparse.Namespace, auth: dict[str, str], engine_env: dict[str, str]
+             ) -> Target:  # fmt: skip
+    """The engine at ``--baseline-root`` in ``--baseline-layout``."""
+    root = Path(args.baseline_root)
+    baseline_env = {**engine_env, "REDIS_URL": args.baseline_redis_url}
+    if args.baseline_layout.startswith("split:"):
+        # The Procfile's layout at that commit: its own daphne and HTTP server.
+        workers = int(args.baseline_layout.split(":")[1])
+        baseline_target = Target(
+            f"baseline-split-{workers}w",
+            Server(18202, cwd=root, **baseline_env).start(),
+            "/api/v1/interventions",
+            auth,
+            HttpServer(18220 + workers, workers, cwd=root, **baseline_env).start(),
+        )
+    else:
+        baseline_target = Target(
+            "engine-baseline",
+            Server(18182, cwd=root, **baseline_env).start(),
+            "/api/v1/interventions",
+            auth,
+        )
+    return baseline_target
+
+
 async def main(args: argparse.Namespace) -> None:
     raise_open_files()
     store = prepare_store()
@@ -357,21 +388,16 @@ async def main(args: argparse.Namespace) -> None:
         split_tokens = issue_tokens(store["store_id"], split_users)
         connections.append(split[0].connect(split_users, split_tokens, ack=True))
     if args.baseline_root:
-        # The engine at another commit (a `git archive` of it), same database and Redis:
-        # before and after measured in one run, under the same neighbours' load.
-        # Its own Redis database: the rooms are the same names, and frames published by
-        # one engine would otherwise reach (and be acked through) the other's sockets.
-        baseline_env = {**engine_env, "REDIS_URL": args.baseline_redis_url}
-        baseline_server = Server(18182, cwd=Path(args.baseline_root), **baseline_env).start()
-        targets.append(
-            Target(
-                "engine-baseline",
-                baseline_server,
-                "/api/v1/interventions",
-                auth,
-            )
-        )
-        connections.append(targets[-1].connect(users, tokens, ack=True))
+        # The engine at another commit (a `git archive` of it), same database: before and
+        # after measured in one run, under the same neighbours' load. Its own shoppers
+        # (user ids) and Redis database: Redis pub/sub ignores the database number, so
+        # with the same user ids one engine's frames would reach (and be acked through)
+        # the other's sockets.
+        baseline_target = baseline(args, auth, engine_env)
+        targets.append(baseline_target)
+        baseline_users = [f"base-{user}" for user in users]
+        baseline_tokens = issue_tokens(store["store_id"], baseline_users)
+        connections.append(baseline_target.connect(baseline_users, baseline_tokens, ack=True))
     backing = Backing()
     rows = []
     try:
@@ -447,6 +473,12 @@ if __name__ == "__main__":
         help="a checkout of the engine at another commit, run as a third target",
     )
     parser.add_argument("--baseline-redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument(
+        "--baseline-layout",
+        default="daphne",
+        help="the baseline engine's layout: `daphne` or `split:N` (its own daphne and "
+        "an HTTP server with N workers, as --layouts)",
+    )
     parser.add_argument(
         "--layouts",
         type=lambda s: s.split(","),

@@ -7,9 +7,14 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
-from config.handlers import ThreadPoolASGIHandler, cache_twisted_content_type_parsing  # noqa: E402
+from config.handlers import (  # noqa: E402
+    ThreadPoolASGIHandler,
+    cache_twisted_content_type_parsing,
+    plain_autobahn_log_arguments,
+)
 
 cache_twisted_content_type_parsing()
+plain_autobahn_log_arguments()
 
 django_asgi_app = ThreadPoolASGIHandler()
 

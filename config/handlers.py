@@ -24,6 +24,7 @@ import functools
 from typing import Any
 
 import structlog
+from autobahn import util as autobahn_util
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
@@ -57,6 +58,19 @@ def cache_twisted_content_type_parsing() -> None:
         )
 
 
+def plain_autobahn_log_arguments() -> None:
+    """Stop autobahn colouring the arguments of debug lines nobody logs.
+
+    autobahn calls ``self.log.debug(..., func=hltype(...), peer=hlval(...))`` for every
+    frame it reads or sends; the arguments are built before the logger drops the line, so
+    no log level avoids them, and each goes through ``click.style`` (~8 µs a frame read
+    and sent, ~1 % of daphne's samples under issue 12's bench). Colours are for a
+    terminal, and this process logs JSON: without click, autobahn's ``hl`` returns the
+    text as it is (5.5 µs saved of the 8).
+    """
+    autobahn_util._HAS_CLICK = False
+
+
 class ThreadPoolASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
@@ -65,6 +79,20 @@ class ThreadPoolASGIHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Django enters a ThreadSensitiveContext per request so that one request's
+        # thread-sensitive code never waits for another's: asgiref starts a thread for the
+        # request when its `request_started` receivers run and joins it after
+        # `response.close()`, ~0.5 ms of CPU per trigger (issue 12, stop 17). Here the
+        # request's own code runs wholly in a pool thread (get_response_async); what is
+        # still thread-sensitive is those two signal sends, whose receivers (reset_queries,
+        # close_old_connections, close_caches, reset_urlconf) take microseconds, so they
+        # share asgiref's one long-lived sync thread instead. Nothing else of the
+        # engine's runs there: consumers and ack batches use thread_sensitive=False.
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         if self.in_flight >= settings.MAX_IN_FLIGHT_REQUESTS and not request.path.startswith(

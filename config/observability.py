@@ -8,10 +8,33 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_structlog.middlewares import RequestMiddleware
 
 logger = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def client_address(request: HttpRequest) -> str:
+    """The caller's address as the admin lockout reads it: the peer's, or with
+    ``NUM_PROXIES`` trusted proxies in front, the one they saw (X-Forwarded-For counted
+    from the right: entries further left are the caller's own claims)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if settings.NUM_PROXIES and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        return hops[-min(settings.NUM_PROXIES, len(hops))]
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
+class RequestLogMiddleware(RequestMiddleware):
+    """django-structlog's request logging, with the ``ip`` of every request's log lines
+    read by ``client_address``. django-structlog asks ipware, which scans a dozen headers
+    and takes the first public address a client put in X-Forwarded-For, whatever
+    NUM_PROXIES says (a forged address in the logs), for ~80 µs a request (issue 12)."""
+
+    @classmethod
+    def bind_ip(cls, request: HttpRequest) -> None:
+        structlog.contextvars.bind_contextvars(ip=client_address(request))
 
 
 class RequestIdHeaderMiddleware:

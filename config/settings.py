@@ -81,7 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django_structlog.middlewares.RequestMiddleware",
+    "config.observability.RequestLogMiddleware",
     # Inside django-structlog's middleware: it clears the bound request id on the way out.
     "config.observability.RequestIdHeaderMiddleware",
     "config.errors.DatabaseUnavailableMiddleware",

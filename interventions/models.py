@@ -15,6 +15,7 @@ and an outbox row telling other services (docs/webhooks.md), in the same transac
 
 import copy
 import datetime
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -425,11 +426,56 @@ def insert_statement(objs: Sequence[models.Model]) -> tuple[str, list[Any]]:
     """The INSERT bulk_create would send for ``objs`` (one model, database-assigned ids
     left out), without RETURNING: to be combined into one statement with others."""
     model = type(objs[0])
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+    fields = _inserted_fields(model)
+    if len(objs) == 1:
+        params = _plain_insert_params(fields, objs[0])
+        if params is not None:
+            return _single_row_insert(model), params
     query = InsertQuery(model)
     query.insert_values(fields, list(objs))
     [(sql, params)] = query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
     return sql, list(params)
+
+
+@functools.cache
+def _inserted_fields(model: type[models.Model]) -> list[models.Field]:
+    return [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+
+
+@functools.cache
+def _single_row_insert(model: type[models.Model]) -> str:
+    """The compiler's INSERT of one row of ``model``, compiled once per process: it is
+    the same text for every row of plain values, and compiling it was ~10 % of a
+    WebSocket trigger's CPU (six per trigger; issue 12, stop 17)."""
+    fields = _inserted_fields(model)
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(str(f.column)) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+
+
+def _plain_insert_params(fields: list[models.Field], obj: models.Model) -> list[Any] | None:
+    """What the compiler would pass for ``obj`` (``pre_save``, then ``get_db_prep_save``),
+    or None when a value or field needs the compiler: an expression, or a field with its
+    own placeholder."""
+    if _has_own_placeholders(type(obj)):
+        return None
+    connection = connections[DEFAULT_DB_ALIAS]
+    params = []
+    for field in fields:
+        value = field.pre_save(obj, add=True)
+        if hasattr(value, "resolve_expression"):
+            return None
+        params.append(field.get_db_prep_save(value, connection))
+    return params
+
+
+@functools.cache
+def _has_own_placeholders(model: type[models.Model]) -> bool:
+    return any(hasattr(field, "get_placeholder") for field in _inserted_fields(model))
 
 
 def transition_many(
@@ -563,7 +609,6 @@ def transition_each(
 def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Model]]]) -> set[Any]:
     """``_move`` for many rows in one statement: the ids that moved."""
     connection = connections[DEFAULT_DB_ALIAS]
-    quote = connection.ops.quote_name
     opts = Intervention._meta
     pk = opts.pk
     assert pk is not None
@@ -584,17 +629,7 @@ def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Mod
             for name, field in zip(names, columns, strict=True)
         ),
     ]
-    status = opts.get_field("status")
-    assert isinstance(status, models.Field)
-    arrays = ", ".join(_array_of(field, connection) for field in [pk, status, *columns])
-    aliases = ", ".join(f"c{index}" for index in range(len(columns)))
-    statement = (
-        f"WITH moved AS (UPDATE {quote(opts.db_table)} AS t "  # noqa: S608
-        f"SET {', '.join(f'{quote(str(f.column))} = w.c{i}' for i, f in enumerate(columns))} "
-        f"FROM unnest({arrays}) AS w(id, expected, {aliases}) "
-        f"WHERE t.{quote(str(pk.column))} = w.id AND t.{quote('status')} = w.expected "
-        f"RETURNING t.{quote(str(pk.column))} AS id)"
-    )
+    statement = _move_each_update(tuple(names))
     by_model: dict[type[models.Model], list[models.Model]] = {}
     for _, _, rows in planned:
         for row in rows:
@@ -613,6 +648,33 @@ def _move_each(planned: list[tuple[Intervention, dict[str, Any], list[models.Mod
     return moved
 
 
+@functools.cache
+def _move_each_update(names: tuple[str, ...]) -> str:
+    """The UPDATE at the head of ``_move_each`` for these columns: the same text for any
+    batch, compiled once (issue 12, stop 17)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    opts = Intervention._meta
+    pk = opts.pk
+    assert pk is not None
+    columns: list[models.Field] = []
+    for name in names:
+        field = opts.get_field(name)
+        assert isinstance(field, models.Field)  # a column of the row, not a relation's
+        columns.append(field)
+    status = opts.get_field("status")
+    assert isinstance(status, models.Field)
+    arrays = ", ".join(_array_of(field, connection) for field in [pk, status, *columns])
+    aliases = ", ".join(f"c{index}" for index in range(len(columns)))
+    return (
+        f"WITH moved AS (UPDATE {quote(opts.db_table)} AS t "  # noqa: S608
+        f"SET {', '.join(f'{quote(str(f.column))} = w.c{i}' for i, f in enumerate(columns))} "
+        f"FROM unnest({arrays}) AS w(id, expected, {aliases}) "
+        f"WHERE t.{quote(str(pk.column))} = w.id AND t.{quote('status')} = w.expected "
+        f"RETURNING t.{quote(str(pk.column))} AS id)"
+    )
+
+
 def _array_of(field: models.Field, connection: Any) -> str:
     # varchar[], not varchar(16)[]: no truncation on the way in (as Django's UNNEST does).
     return f"(%s)::{str(field.db_type(connection)).split('(')[0]}[]"
@@ -623,24 +685,29 @@ def _insert_for_moved(
 ) -> tuple[str, list[Any]]:
     """INSERT ``rows`` whose ``intervention_id`` is in ``moved``, in the given order
     (outbox ids must follow it), from one array per column."""
+    params = [
+        [field.get_db_prep_save(field.pre_save(row, add=True), connection) for row in rows]
+        for field in _inserted_fields(model)
+    ]
+    return _insert_for_moved_sql(model), params
+
+
+@functools.cache
+def _insert_for_moved_sql(model: type[models.Model]) -> str:
+    # The same text for any batch: compiled once per model (issue 12, stop 17).
+    connection = connections[DEFAULT_DB_ALIAS]
     quote = connection.ops.quote_name
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
-    arrays, params = [], []
-    for field in fields:
-        arrays.append(_array_of(field, connection))
-        params.append(
-            [field.get_db_prep_save(field.pre_save(row, add=True), connection) for row in rows]
-        )
+    fields = _inserted_fields(model)
+    arrays = [_array_of(field, connection) for field in fields]
     aliases = [f"c{index}" for index in range(len(fields))]
     link = aliases[[f.attname for f in fields].index("intervention_id")]
-    sql = (
+    return (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608
         f"({', '.join(quote(str(f.column)) for f in fields)}) "
         f"SELECT {', '.join(aliases)} FROM unnest({', '.join(arrays)}) "
         f"WITH ORDINALITY AS v({', '.join(aliases)}, position) "
         f"WHERE {link} IN (SELECT id FROM moved) ORDER BY position RETURNING 1"
     )
-    return sql, params
 
 
 def record_created(created: Sequence[tuple[Intervention, InterventionEvent]]) -> None:

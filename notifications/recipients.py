@@ -50,9 +50,13 @@ def reachability(
     shoppers = list(shoppers)
     push_tokens: dict[Any, list[str]] = {}
     if "push" in channels and shoppers:
-        for shopper_id, token in Device.objects.filter(
-            shopper__in=shoppers, active=True
-        ).values_list("shopper_id", "token"):
+        # Unordered: the models' default orderings go through the store and joined
+        # stores_store into a read that needs no order.
+        for shopper_id, token in (
+            Device.objects.filter(shopper__in=shoppers, active=True)
+            .order_by()
+            .values_list("shopper_id", "token")
+        ):
             push_tokens.setdefault(shopper_id, []).append(token)
     addresses = {
         address
@@ -65,6 +69,8 @@ def reachability(
         suppressed = frozenset(
             Suppression.objects.filter(
                 store_id__in={s.store_id for s in shoppers}, address__in=addresses
-            ).values_list("store_id", "channel", "address")
+            )
+            .order_by()
+            .values_list("store_id", "channel", "address")
         )
     return Reachability(push_tokens, suppressed)

@@ -53,8 +53,11 @@ def do_upsert_shopper(
     is an INSERT ... ON CONFLICT, safe against a concurrent first event.
     """
     updates = {k: v for k, v in (profile or {}).items() if k in SHOPPER_FIELDS and v}
-    shoppers = Shopper.objects.select_for_update() if lock else Shopper.objects.all()
-    shopper = shoppers.filter(store=store, external_id=external_id).first()
+    # Unordered: (store, external_id) is unique, and the model's default ordering (by
+    # store, i.e. by the store's name) joined stores_store into every look-up, so
+    # ``FOR UPDATE`` locked the store's row too and serialized all of a store's events.
+    shoppers = (Shopper.objects.select_for_update() if lock else Shopper.objects.all()).order_by()
+    shopper = next(iter(shoppers.filter(store=store, external_id=external_id)[:1]), None)
     if shopper is None:
         row = Shopper(store=store, external_id=external_id, updated_at=timezone.now(), **updates)
         Shopper.objects.bulk_create(

@@ -180,11 +180,19 @@ def create_decided(
     cart: Cart | None,
     request: decisions.Request,
     origin: str,
+    facts: decisions.ShopperFacts | None = None,
     **fields: Any,
 ) -> Intervention:
-    """Decide, render and store one intervention; dispatch it once the transaction commits."""
+    """Decide, render and store one intervention; dispatch it once the transaction commits.
+
+    ``facts``: the shopper's facts for every channel when the caller already read them
+    (an event choosing its campaign); used as they are when the request lets the decision
+    choose among all channels, since they are then what would be read again.
+    """
     now = timezone.now()
     channels = decisions.ALL_CHANNELS if request.channel == "auto" else (request.channel,)
+    if facts is None or request.channel != "auto":
+        facts = shopper_facts(shopper, channels)
     # Explicit triggers skip frequency caps, so they need no history.
     history = [] if request.explicit else recent_history(shopper, now)
     intervention, created = build_decided(
@@ -192,7 +200,7 @@ def create_decided(
         shopper=shopper,
         cart=cart,
         request=request,
-        facts=shopper_facts(shopper, channels),
+        facts=facts,
         history=history,
         origin=origin,
         now=now,

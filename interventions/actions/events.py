@@ -215,6 +215,7 @@ def do_accept_event(
         cart=cart,
         request=request,
         origin="campaign",
+        facts=facts,
         campaign=campaign,
         variant=arm,
         discount=discount,

