@@ -149,3 +149,51 @@ def answer_to_headers_without_body(port: int, api_key: str) -> bytes:
             return client.recv(64)
         except TimeoutError:
             return b"(no answer in 10 s)"
+
+
+def test_one_scrape_counts_the_requests_of_every_http_worker(shop):
+    # Given two workers that each served a trigger: with one admitted request per worker
+    # and the interventions table locked, a trigger either sticks in a free worker or is
+    # shed by a full one, until both hold one
+    http = HttpServer(workers=2, MAX_IN_FLIGHT_REQUESTS="1")
+    trigger = {"user_id": "scrape-1", "channel": "websocket", "personalization": {"title": "T"}}
+    auth = {"Authorization": f"Api-Key {shop.api_key}"}
+    lock = psycopg.connect(test_database_url())
+    observer = psycopg.connect(test_database_url(), autocommit=True)
+    try:
+        http.start()
+        url = f"{http.url}/api/v1/interventions"
+        lock.execute("LOCK TABLE interventions_intervention IN ACCESS EXCLUSIVE MODE")
+        posts = ThreadPoolExecutor(max_workers=20)
+        answers = []
+
+        def both_workers_hold_one() -> bool:
+            answers.append(posts.submit(requests.post, url, json=trigger, headers=auth, timeout=30))
+            return waiting_on_locks(observer) == 2
+
+        wait_for(both_workers_hold_one, timeout=20, interval=0.3)
+        lock.rollback()
+        statuses = [future.result().status_code for future in answers]
+
+        # When Prometheus scrapes once
+        scrape = requests.get(f"{http.url}/metrics", timeout=10).text
+    finally:
+        lock.close()
+        observer.close()
+        http.stop()
+
+    # Then it counts both workers' triggers, and every shed one; the pipeline's gauges,
+    # read from PostgreSQL, appear once
+    assert statuses.count(201) == 2
+    assert sample(scrape, "engine_interventions_decided_total") == 2
+    assert sample(scrape, "engine_interventions") == 2
+    assert sample(scrape, "engine_requests_shed_total") == statuses.count(503)
+
+
+def sample(exposition: str, name: str) -> float:
+    """The sum of a metric's samples in a Prometheus text exposition."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith((f"{name}{{", f"{name} "))
+    )
