@@ -18,7 +18,8 @@ answered 503 with ``Retry-After`` and the JSON error body from the event loop it
 before its body is read and before Django's ``request_started`` and ``response.close``
 hops to asgiref's one shared thread: a saturated process otherwise queues requests for
 seconds there, the 503s with them, and the callers' retries pile on (measured:
-docs/benchmarks.md, stop 17). Health probes are never shed. A request whose client hangs
+docs/benchmarks.md, stop 17). Health probes and metrics scrapes are never shed: an
+overload is when ``engine_requests_shed_total`` matters most. A request whose client hangs
 up while it waits for a thread never runs (Django cancels it on ``http.disconnect``, and
 the pool drops work not yet started).
 """
@@ -42,7 +43,7 @@ logger = structlog.get_logger(__name__)
 REQUESTS_SHED = Counter(
     "engine_requests_shed_total", "HTTP requests answered 503 at once: the process was saturated"
 )
-NEVER_SHED = ("/health",)
+NEVER_SHED = ("/health", "/metrics")
 SHED_BODY = json.dumps(
     error_body("overloaded", "The server is busy; retry after the delay given.")
 ).encode()
