@@ -11,6 +11,9 @@ worker unchanged; docs/architecture.md#http-and-websocket-servers says why not W
 """
 
 import os
+import shutil
+import tempfile
+from typing import Any
 
 from uvicorn_worker import UvicornWorker
 
@@ -45,3 +48,28 @@ graceful_timeout = 30
 # a second server on the machine (another worker count, tests, a benchmark) takes it over
 # from the first. Nothing here uses gunicornc; signals (HUP, TTIN/TTOU) still work.
 control_socket_disable = True
+
+
+# Metrics of every worker in one scrape: prometheus_client's multiprocess mode. Each worker
+# writes its counters to files in this directory and /metrics sums them
+# (config.observability.metrics). A fresh directory at each server start (files left by an
+# earlier run would be counted again), set before any worker imports prometheus_client: the
+# mode is chosen at its import. docs/operations.md#metrics
+METRICS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def on_starting(server: Any) -> None:
+    os.environ[METRICS_DIRECTORY] = tempfile.mkdtemp(prefix="engine-metrics-")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Imported here, in the master, only once workers exist: an import before
+    # on_starting would fix the single-process mode for every worker forked afterwards.
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    # A dead worker's counters stay (totals never go down); its live gauges go.
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    shutil.rmtree(os.environ[METRICS_DIRECTORY], ignore_errors=True)

@@ -12,15 +12,20 @@ threaded WSGI server would: one hand-off per request, database waits overlap, an
 request keeps one thread (and one database connection from the pool) from start to
 finish. WebSocket consumers are untouched. Pool size: ``ASGI_THREADS`` (asgiref).
 
-Load shedding: past ``MAX_IN_FLIGHT_REQUESTS`` requests waiting for or holding a thread
-in this process, a request is answered 503 with ``Retry-After`` at once, without running
-anything: a saturated process otherwise queues requests for tens of seconds, and the
-callers' retries pile on. Health probes are never shed. A request whose client hangs up
-while it waits for a thread never runs (Django cancels it on ``http.disconnect``, and the
-pool drops work not yet started).
+Load shedding at the door: past ``MAX_IN_FLIGHT_REQUESTS`` requests in this process
+(from the moment the server hands one over until its answer is sent), a request is
+answered 503 with ``Retry-After`` and the JSON error body from the event loop itself,
+before its body is read and before Django's ``request_started`` and ``response.close``
+hops to asgiref's one shared thread: a saturated process otherwise queues requests for
+seconds there, the 503s with them, and the callers' retries pile on (measured:
+docs/benchmarks.md, stop 17). Health probes and metrics scrapes are never shed: an
+overload is when ``engine_requests_shed_total`` matters most. A request whose client hangs
+up while it waits for a thread never runs (Django cancels it on ``http.disconnect``, and
+the pool drops work not yet started).
 """
 
 import functools
+import json
 from typing import Any
 
 import structlog
@@ -28,7 +33,7 @@ from autobahn import util as autobahn_util
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponseBase
 from prometheus_client import Counter
 from twisted.web import http as twisted_http
 
@@ -39,7 +44,10 @@ logger = structlog.get_logger(__name__)
 REQUESTS_SHED = Counter(
     "engine_requests_shed_total", "HTTP requests answered 503 at once: the process was saturated"
 )
-NEVER_SHED = ("/health",)
+NEVER_SHED = ("/health", "/metrics")
+SHED_BODY = json.dumps(
+    error_body("overloaded", "The server is busy; retry after the delay given.")
+).encode()
 
 
 def cache_twisted_content_type_parsing() -> None:
@@ -94,26 +102,38 @@ class ThreadPoolASGIHandler(ASGIHandler):
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
 
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        if self.in_flight >= settings.MAX_IN_FLIGHT_REQUESTS and not request.path.startswith(
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.in_flight >= settings.MAX_IN_FLIGHT_REQUESTS and not scope["path"].startswith(
             NEVER_SHED
         ):
-            return self.overloaded(request)
-        # database_sync_to_async returns the thread's connection to the pool afterwards.
-        respond: Any = database_sync_to_async(self.get_response, thread_sensitive=False)
+            await self.overloaded(scope, send)
+            return
         self.in_flight += 1
         try:
-            response: HttpResponseBase = await respond(request)
+            await super().handle(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        # database_sync_to_async returns the thread's connection to the pool afterwards.
+        respond: Any = database_sync_to_async(self.get_response, thread_sensitive=False)
+        response: HttpResponseBase = await respond(request)
         return response
 
-    def overloaded(self, request: HttpRequest) -> HttpResponseBase:
+    async def overloaded(self, scope: dict[str, Any], send: Any) -> None:
+        """The 503 sent straight to the server: no request object, no middleware, no
+        thread; the unread body is the server's to discard."""
         REQUESTS_SHED.inc()
-        logger.warning("request_shed", path=request.path, in_flight=self.in_flight)
-        response = JsonResponse(
-            error_body("overloaded", "The server is busy; retry after the delay given."),
-            status=503,
+        logger.warning("request_shed", path=scope["path"], in_flight=self.in_flight)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"Content-Type", b"application/json"),
+                    (b"Retry-After", b"1"),
+                    (b"Content-Length", str(len(SHED_BODY)).encode()),
+                ],
+            }
         )
-        response["Retry-After"] = "1"
-        return response
+        await send({"type": "http.response.body", "body": SHED_BODY})

@@ -1,5 +1,6 @@
 """Request ids, health checks and the Prometheus endpoint."""
 
+import os
 from collections.abc import Callable
 
 import redis
@@ -9,6 +10,10 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_structlog.middlewares import RequestMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from interventions.metrics import PIPELINE_GAUGES
 
 logger = structlog.get_logger(__name__)
 
@@ -108,3 +113,17 @@ def readiness(request: HttpRequest) -> HttpResponse:
         }
         return JsonResponse(body, status=503)
     return JsonResponse({"status": "ok", "checks": results})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """/metrics for Prometheus. Under gunicorn (``PROMETHEUS_MULTIPROC_DIR``, set by
+    config/gunicorn.py) each worker writes its counters to files and a scrape, whichever
+    worker takes it, sums them all; the pipeline's gauges are read once, from PostgreSQL
+    and Redis. daphne and the Celery workers are single processes: their own registry."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        registry.register(PIPELINE_GAUGES)
+    else:
+        registry = REGISTRY
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -32,7 +31,7 @@ router.register("webhook-endpoints", WebhookEndpointViewSet, basename="webhook-e
 urlpatterns = [
     path("health", observability.liveness, name="health"),
     path("health/ready", observability.readiness, name="health-ready"),
-    path("metrics", ExportToDjangoView, name="metrics"),
+    path("metrics", observability.metrics, name="metrics"),
     path(
         "admin/analytics/<str:report>.csv",
         admin.site.admin_view(tracking_admin_export.analytics_csv),

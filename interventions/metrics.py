@@ -1,6 +1,7 @@
 """The pipeline's Prometheus metrics (exposed on /metrics).
 
-Counters and histograms count in the process that does the work; the gauges of
+Counters and histograms count in the process that does the work (under gunicorn, summed
+over its workers at each scrape: docs/operations.md#metrics); the gauges of
 ``PipelineCollector`` are read from PostgreSQL and Redis at scrape time, so the web
 process reports the whole system's state whichever process changed it.
 """
@@ -124,7 +125,10 @@ class PipelineCollector(Collector):
         return family
 
 
-REGISTRY.register(PipelineCollector())
+# Also exported on its own: under gunicorn /metrics sums the workers' files
+# (config.observability.metrics) and adds these gauges once.
+PIPELINE_GAUGES = PipelineCollector()
+REGISTRY.register(PIPELINE_GAUGES)
 
 PROVIDER_EVENTS = Counter(
     "engine_provider_events_total",

@@ -69,6 +69,8 @@ RECOUNT_FAILURES = Counter("engine_rollup_recount_failures_total", "Rollup recou
 LAST_REFRESH = Gauge(
     "engine_rollup_last_refresh_timestamp_seconds",
     "When the recent days' rollups were last recounted (this process)",
+    # Under gunicorn's metrics files (config/gunicorn.py): the latest of the workers'.
+    multiprocess_mode="max",
 )
 
 # "suppressed: probability 0.12 below threshold 0.30" and "... 0.08 ..." are one reason.

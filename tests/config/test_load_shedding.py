@@ -35,6 +35,14 @@ async def test_health_probes_are_never_shed(settings):
     assert status == 200
 
 
+async def test_metrics_scrapes_are_never_shed(settings):
+    settings.MAX_IN_FLIGHT_REQUESTS = 0
+
+    status, _ = await get("/metrics")
+
+    assert status == 200
+
+
 async def test_finished_requests_free_their_place(shop, settings):
     settings.MAX_IN_FLIGHT_REQUESTS = 1
 
