@@ -307,7 +307,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": ["stores.api.throttling.ApiKeyThrottle"],
-    "NUM_PROXIES": NUM_PROXIES or None,
+    # 0, not None: None makes DRF take the caller from X-Forwarded-For, which any client sets.
+    "NUM_PROXIES": NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cart-recovery intervention engine API",

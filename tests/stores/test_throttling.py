@@ -85,6 +85,18 @@ def test_requests_without_a_key_count_per_address(stranger, shop, settings, froz
     assert with_a_key.status_code == 200
 
 
+def test_a_forged_forwarded_for_does_not_dodge_the_limit(stranger, settings, frozen_clock):
+    # No proxy in front (NUM_PROXIES 0, the default): the peer's address is the caller.
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "unauthenticated": "2/min"}
+
+    statuses = [
+        stranger.get("/api/v1/interventions", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code
+        for n in range(3)
+    ]
+
+    assert statuses == [401, 401, 429]
+
+
 @pytest.fixture
 def redis_down(settings):
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
