@@ -77,10 +77,12 @@ def test_shopper_sees_an_intervention_live_and_the_click_is_recorded(demo_server
     # Acks are written in batches (realtime/acks.py): the move to delivered may land a
     # moment after the click's own row.
     clicked = wait_for(
-        lambda: TrackingEvent.objects.filter(
-            intervention_id=intervention_id, kind="clicked", source="websocket"
-        ).exists()
-        and Intervention.objects.filter(pk=intervention_id, status=Status.DELIVERED).exists()
+        lambda: (
+            TrackingEvent.objects.filter(
+                intervention_id=intervention_id, kind="clicked", source="websocket"
+            ).exists()
+            and Intervention.objects.filter(pk=intervention_id, status=Status.DELIVERED).exists()
+        )
     )
     intervention = Intervention.objects.get(pk=intervention_id)
     assert clicked, server.output()
