@@ -43,11 +43,10 @@ from interventions.actions.events import (
     do_convert_cart,
     experiment_arm,
     json_safe,
-    register_push_tokens,
 )
 from interventions.actions.facts import arm_request, campaign_rule, cart_facts, facts_from
 from interventions.actions.idempotency import check_same_request, request_fingerprint
-from interventions.actions.intake import upsert_carts, upsert_shoppers
+from interventions.actions.intake import upsert_senders
 from interventions.errors import InterventionConflict
 from interventions.models import (
     Cart,
@@ -159,11 +158,7 @@ def _store_events(
     if not events:
         return []
     now = timezone.now()
-    shoppers = upsert_shoppers(store, events, now)
-    carts = upsert_carts(store, events, shoppers, now)
-    for event in events:
-        if (event.get("user") or {}).get("push_tokens"):
-            register_push_tokens(store, shoppers[event["user_id"]], event["user"])
+    _, carts = upsert_senders(store, events, now)
     rows = CartEvent.objects.bulk_create(
         [
             CartEvent(

@@ -195,11 +195,7 @@ def _create_all(
     if not triggers:
         return []
     now = timezone.now()
-    shoppers = upsert_shoppers(store, triggers, now)
-    carts = upsert_carts(store, triggers, shoppers, now)
-    for trigger in triggers:
-        if (trigger.get("user") or {}).get("push_tokens"):
-            register_push_tokens(store, shoppers[trigger["user_id"]], trigger["user"])
+    shoppers, carts = upsert_senders(store, triggers, now)
     reach = reachability(shoppers.values())
 
     created: list[tuple[Intervention, InterventionEvent]] = []
@@ -260,6 +256,19 @@ def _upsert_grouped(model: Any, store: Store, rows: dict[str, dict[str, Any]], n
             unique_fields=["store", "external_id"],
             update_fields=[*shape, "updated_at"],
         )
+
+
+def upsert_senders(
+    store: Store, items: list[dict[str, Any]], now: Any
+) -> tuple[dict[str, Shopper], dict[str, Cart]]:
+    """A batch's shoppers and carts (triggers or events), by external id, with the push
+    tokens their profiles carry registered."""
+    shoppers = upsert_shoppers(store, items, now)
+    carts = upsert_carts(store, items, shoppers, now)
+    for item in items:
+        if (item.get("user") or {}).get("push_tokens"):
+            register_push_tokens(store, shoppers[item["user_id"]], item["user"])
+    return shoppers, carts
 
 
 def upsert_shoppers(store: Store, triggers: list[dict[str, Any]], now: Any) -> dict[str, Shopper]:

@@ -110,6 +110,24 @@ class EventView(APIView):
         return Response(answer, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
+def validate_each(
+    items: list[Any], validator: serializers.Serializer
+) -> tuple[list[dict[str, Any] | None], list[tuple[int, dict[str, Any]]]]:
+    """A batch's items validated one by one: a 400 result in place of each bad item (one
+    bad item does not sink the others), and the good ones with their index. One validator
+    for every item: building a serializer deep-copies its fields, which cost more than the
+    validation itself (~1 ms an item)."""
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    valid: list[tuple[int, dict[str, Any]]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, dict(validator.run_validation(item))))
+        except serializers.ValidationError as exc:
+            fields = flatten_field_errors(exc.detail)
+            results[index] = {"status": 400, **error_body("invalid", "Invalid item.", fields)}
+    return results, valid
+
+
 class EventBatchView(APIView):
     @extend_schema(
         request=EventBatchSerializer,
@@ -136,15 +154,7 @@ class EventBatchView(APIView):
         envelope = EventBatchSerializer(data=request.data)
         envelope.is_valid(raise_exception=True)
         items = envelope.validated_data["events"]
-        results: list[dict[str, Any] | None] = [None] * len(items)
-        valid: list[tuple[int, dict[str, Any]]] = []
-        validator = EventBatchItemSerializer()  # one for every item, as /batch does
-        for index, item in enumerate(items):
-            try:
-                valid.append((index, dict(validator.run_validation(item))))
-            except serializers.ValidationError as exc:
-                fields = flatten_field_errors(exc.detail)
-                results[index] = {"status": 400, **error_body("invalid", "Invalid item.", fields)}
+        results, valid = validate_each(items, EventBatchItemSerializer())
         accepted = actions.check_accept_events(
             store_of(request), [event for _, event in valid], idempotency_key(request)
         )
@@ -311,17 +321,7 @@ class InterventionViewSet(
         envelope = BatchSerializer(data=request.data)
         envelope.is_valid(raise_exception=True)
         items = envelope.validated_data["interventions"]
-        results: list[dict[str, Any] | None] = [None] * len(items)
-        valid: list[tuple[int, dict[str, Any]]] = []
-        # One validator for every item: building a serializer deep-copies its fields,
-        # which cost more than the validation itself (~1 ms an item).
-        validator = BatchItemSerializer()
-        for index, item in enumerate(items):
-            try:
-                valid.append((index, dict(validator.run_validation(item))))
-            except serializers.ValidationError as exc:
-                fields = flatten_field_errors(exc.detail)
-                results[index] = {"status": 400, **error_body("invalid", "Invalid item.", fields)}
+        results, valid = validate_each(items, BatchItemSerializer())
         outcomes = check_trigger_batch(self.store, [trigger for _, trigger in valid])
         for (index, _), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, actions.Outcome):
